@@ -1,0 +1,214 @@
+"""Is napari responsive while napari-cellseq trains, and is training as fast as headless?
+
+Measures, for the same training configuration:
+
+* headless: :func:`napari_cellseq.core.training.train` drained in a plain loop (steps/s);
+* in napari, for each worker mode of :mod:`napari_cellseq.gui._workers` (thread, process):
+  the Train widget runs the same configuration while a 10 ms QTimer records the gaps between
+  its ticks; the longest gap minus 10 ms is the longest stall of the Qt event loop. Steps/s
+  use the training loop's own clock (``Done.elapsed``), so the process mode's start-up is
+  reported separately as the time from clicking Train to the first step.
+
+Targets: longest stall < 100 ms; GUI steps/s >= 90 % of headless.
+
+Run (needs a display; on a headless machine use Xvfb)::
+
+    PYTHONPATH=src xvfb-run -a -s "-screen 0 1600x1000x24" python benchmarks/gui_responsiveness.py
+    # options: --model unet|ulstm --iterations 40 --crop 96 --batch 4 --modes thread process --repeats 2
+
+Numbers depend on the machine and on other load: headless and GUI runs alternate, and each is
+repeated ``--repeats`` times; the median is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import numpy as np
+
+
+def _configs(args):
+    from napari_cellseq.core.config import DataConfig, TrainConfig
+    from napari_cellseq.core.models import default_model_config
+
+    return (
+        default_model_config(args.model),
+        DataConfig(crop_size=args.crop),
+        TrainConfig(iterations=args.iterations, max_time=None, batch_size=args.batch, device=args.device,
+                    checkpoint_every=1e9),
+    )
+
+
+def headless(image, labels, args, out) -> dict:
+    """Steps/s of the plain core loop."""
+    from napari_cellseq.core.events import Done
+    from napari_cellseq.core.training import train
+
+    model, data, cfg = _configs(args)
+    t0 = time.perf_counter()
+    done = None
+    for event in train(image, labels, out, model, data, cfg):
+        if isinstance(event, Done):
+            done = event
+    return {"steps_per_s": done.iteration / done.elapsed, "wall_s": time.perf_counter() - t0}
+
+
+class StallMeter:
+    """A QTimer firing every ``interval_ms``; records the gaps between its ticks."""
+
+    def __init__(self, interval_ms: int = 10):
+        from qtpy.QtCore import QTimer
+
+        self.interval = interval_ms / 1000
+        self.gaps: list[float] = []
+        self._last = None
+        self.timer = QTimer()
+        self.timer.setInterval(interval_ms)
+        self.timer.timeout.connect(self._tick)
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        if self._last is not None:
+            self.gaps.append(now - self._last)
+        self._last = now
+
+    def start(self) -> None:
+        self.gaps.clear()
+        self._last = None
+        self.timer.start()
+
+    def stop(self) -> None:
+        self.timer.stop()
+
+    def longest_stall_ms(self) -> float:
+        return 1000 * max(0.0, max(self.gaps, default=0.0) - self.interval)
+
+    def p99_stall_ms(self) -> float:
+        if not self.gaps:
+            return 0.0
+        return 1000 * max(0.0, float(np.percentile(self.gaps, 99)) - self.interval)
+
+
+def in_napari(viewer, image, labels, args, mode: str, out) -> dict:
+    """Train through the Train widget with worker ``mode``; measure stalls and speed."""
+    from qtpy.QtWidgets import QApplication
+
+    from napari_cellseq.core.events import Step
+    from napari_cellseq.gui import _workers
+    from napari_cellseq.gui.train_widget import TrainWidget
+
+    app = QApplication.instance()
+    for layer in list(viewer.layers):
+        viewer.layers.remove(layer)
+    viewer.add_image(image, name="bench")
+    viewer.add_labels(labels, name="bench annotations")
+    widget = TrainWidget(viewer)
+    dock = viewer.window.add_dock_widget(widget, name=f"Train {mode}")
+    widget.model_combo.setCurrentText(args.model)
+    widget.budget_unit.setCurrentText("iterations")
+    widget.budget_spin.setValue(args.iterations)
+    widget.crop_spin.setValue(args.crop)
+    widget.batch_spin.setValue(args.batch)
+    widget.device_combo.setCurrentText(args.device)
+    widget.path_edit.setText(str(out))
+    first_step = []
+
+    def on_event(event):
+        if isinstance(event, Step) and not first_step:
+            first_step.append(time.perf_counter())
+
+    meter = StallMeter(10)
+    old = _workers.default_mode
+    _workers.default_mode = lambda: mode  # the widget asks the module for its mode
+    try:
+        for _ in range(20):
+            app.processEvents()
+        t0 = time.perf_counter()
+        widget.start()
+        widget.job.received.connect(on_event)
+        meter.start()
+        while widget.job is not None:
+            app.processEvents()
+            time.sleep(0.001)
+        meter.stop()
+    finally:
+        _workers.default_mode = old
+    done = widget._done
+    if done is None:
+        raise RuntimeError(f"training in napari ({mode}) failed: {widget.status.text()}")
+    result = {
+        "steps_per_s": done.iteration / done.elapsed,
+        "startup_s": first_step[0] - t0 if first_step else float("nan"),
+        "stall_ms": meter.longest_stall_ms(),
+        "p99_ms": meter.p99_stall_ms(),
+        "ticks": len(meter.gaps),
+    }
+    viewer.window.remove_dock_widget(dock)
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="unet")
+    parser.add_argument("--iterations", type=int, default=40)
+    parser.add_argument("--crop", type=int, default=96)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--frames", type=int, default=6)
+    parser.add_argument("--size", type=int, default=192)
+    parser.add_argument("--modes", nargs="+", default=["thread", "process"])
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    import tempfile
+    from pathlib import Path
+
+    import napari
+    import torch
+
+    from napari_cellseq.core.synthetic import synthetic_timelapse
+
+    image, truth = synthetic_timelapse(n_frames=args.frames, shape=(args.size, args.size))
+    labels = np.zeros_like(truth, dtype=np.uint16)
+    labels[::2] = truth[::2]
+    tmp = Path(tempfile.mkdtemp(prefix="cellseq-bench-"))
+    print(f"{args.model}, {args.iterations} iterations, crop {args.crop}, batch {args.batch}, "
+          f"device {args.device}, movie {image.shape}, torch threads {torch.get_num_threads()}",
+          flush=True)
+    viewer = napari.Viewer(show=True)
+    results: dict[str, list[dict]] = {"headless": []}
+    results.update({m: [] for m in args.modes})
+    for r in range(args.repeats):
+        results["headless"].append(headless(image, labels, args, tmp / "headless.pt"))
+        print(f"  run {r + 1} headless: {results['headless'][-1]['steps_per_s']:.2f} steps/s", flush=True)
+        for mode in args.modes:
+            res = in_napari(viewer, image, labels, args, mode, tmp / f"{mode}.pt")
+            results[mode].append(res)
+            print(f"  run {r + 1} {mode}: {res['steps_per_s']:.2f} steps/s, longest stall "
+                  f"{res['stall_ms']:.0f} ms, p99 {res['p99_ms']:.0f} ms, start-up {res['startup_s']:.1f} s",
+                  flush=True)
+    viewer.close()
+
+    base = statistics.median(r["steps_per_s"] for r in results["headless"])
+    print()
+    print(f"{'':10s} {'steps/s':>8s} {'vs headless':>12s} {'max stall':>10s} {'p99 stall':>10s} {'start-up':>9s}")
+    print(f"{'headless':10s} {base:8.2f} {'100 %':>12s}")
+    ok = True
+    for mode in args.modes:
+        rs = results[mode]
+        sps = statistics.median(r["steps_per_s"] for r in rs)
+        stall = max(r["stall_ms"] for r in rs)
+        p99 = statistics.median(r["p99_ms"] for r in rs)
+        startup = statistics.median(r["startup_s"] for r in rs)
+        ratio = 100 * sps / base
+        print(f"{mode:10s} {sps:8.2f} {ratio:11.0f} % {stall:8.0f} ms {p99:7.0f} ms {startup:7.1f} s")
+        ok &= stall < 100 and ratio >= 90
+    print("targets (stall < 100 ms, speed >= 90 %):", "met" if ok else "NOT met")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Frozen configuration dataclasses, saved inside every checkpoint.
+
+``ModelConfig`` says which network to build, ``DataConfig`` how images and labels become network
+inputs and targets, ``TrainConfig`` how to optimise, ``PostprocessConfig`` how class maps become
+instance labels. All are plain frozen dataclasses of JSON-able fields; :func:`to_dict` and
+:func:`from_dict` round-trip them (unknown keys from newer files are rejected with a clear error).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from .errors import CellseqError
+
+__all__ = [
+    "ModelConfig",
+    "DataConfig",
+    "TrainConfig",
+    "PostprocessConfig",
+    "to_dict",
+    "from_dict",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which network to build (see :func:`napari_cellseq.core.models.build_model`).
+
+    Attributes
+    ----------
+    name : registry name, ``"unet"`` or ``"ulstm"`` (``napari-cellseq models`` lists all).
+    in_channels : input channels (1 for grey-scale microscopy).
+    num_classes : output classes; 3 = background / cell interior / cell boundary, 2 = background /
+        cell as in the U-LSTM paper.
+    base_channels : width of the first level; level ``l`` has ``base_channels * 2**l``.
+        The papers use 64 (U-Net) and 128 (U-LSTM); we default to 16 so a model trains in minutes
+        and segments a 700x1100 frame in about a second on a 2-core CPU (measured, see README).
+    depth : number of resolution levels (the U-LSTM paper uses L=4).
+    options : model-specific extras as ``(key, value)`` pairs (kept hashable and JSON-able).
+    """
+
+    name: str = "unet"
+    in_channels: int = 1
+    num_classes: int = 3
+    base_channels: int = 16
+    depth: int = 4
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def option(self, key: str, default: Any = None) -> Any:
+        """The value of model option ``key`` (``default`` when not set)."""
+        return dict(self.options).get(key, default)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How an image and its labels become network inputs, targets and loss weights.
+
+    Attributes
+    ----------
+    target : ``"3class"`` (background / interior / boundary, separates touching cells) or
+        ``"2class"`` (background / cell, the U-LSTM paper's labelling).
+    boundary_width : width in pixels of the boundary class drawn inside each cell (3class only).
+    w0, sigma0 : separation weight of eq. 8 of the U-LSTM paper, ``w0 * exp(-(d1+d2)^2/sigma0^2)``.
+    class_weights : ``w_c`` of eq. 9 per class (the paper uses 1 for every class).
+    percentiles : low/high percentiles of per-movie normalisation to [0, 1] (shared by training
+        and inference).
+    crop_size : side of the square training crop (the paper uses 160).
+    augment_affine, augment_elastic : random affine (rotation, scale, shear) and elastic
+        deformation, as listed in section 2.3 of the U-LSTM paper; flips and 90-degree rotations
+        are always on; grey values are not augmented (the paper calls them biologically meaningful).
+    """
+
+    target: str = "3class"
+    boundary_width: int = 2
+    w0: float = 10.0
+    sigma0: float = 5.0
+    class_weights: tuple[float, ...] = (1.0, 1.0, 1.0)
+    percentiles: tuple[float, float] = (1.0, 99.8)
+    crop_size: int = 160
+    augment_affine: bool = True
+    augment_elastic: bool = True
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to optimise.
+
+    Attributes
+    ----------
+    iterations : optimiser steps at most (``None``: until ``max_time``).
+    max_time : seconds of training at most (``None``: until ``iterations``).
+    batch_size : crops (U-Net) or sequences (U-LSTM; the paper uses 3) per step.
+    optimizer : ``"rmsprop"`` (the U-LSTM paper) or ``"adam"`` (the CS230 report's best).
+    lr : learning rate (1e-4 in both papers).
+    unroll : truncated-BPTT unroll length tau for temporal models (the paper uses 5).
+    seed : seeds torch, numpy and the augmentation.
+    device : ``"auto"`` (CUDA, then MPS, then CPU), ``"cuda"``, ``"mps"`` or ``"cpu"``.
+    checkpoint_every : seconds between checkpoints written during training.
+    amp : mixed precision on CUDA.
+    """
+
+    iterations: int | None = None
+    max_time: float | None = 600.0
+    batch_size: int = 4
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    unroll: int = 5
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every: float = 30.0
+    amp: bool = True
+
+
+@dataclass(frozen=True)
+class PostprocessConfig:
+    """How a class map becomes instance labels.
+
+    Attributes
+    ----------
+    min_size : objects smaller than this many pixels are removed (no upper limit).
+    """
+
+    min_size: int = 15
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-able dict of a config dataclass (tuples become lists)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, tuple):
+            value = [list(v) if isinstance(v, tuple) else v for v in value]
+        out[f.name] = value
+    return out
+
+
+def _to_tuple(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_to_tuple(v) for v in value)
+    return value
+
+
+def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """Rebuild config ``cls`` from :func:`to_dict` output; unknown keys raise CellseqError."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise CellseqError(
+            f"{cls.__name__} has no field(s) {unknown}: the file was written by a newer "
+            "napari-cellseq; upgrade napari-cellseq to read it"
+        )
+    return cls(**{k: _to_tuple(v) for k, v in data.items()})  # type: ignore[call-arg]

@@ -1,0 +1,1 @@
+"""From image + painted labels to network inputs, targets and loss weights."""

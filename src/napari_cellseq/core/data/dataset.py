@@ -1,0 +1,183 @@
+"""Annotated frames prepared once, then sampled as augmented crops or crop sequences.
+
+A movie ``(T, Y, X)`` (a single image is a movie of one frame) comes with labels of the same
+shape. Frames with any label are the annotated ones, unless an explicit frame list is given;
+unannotated frames are never used as background: they carry no loss (temporal models still see
+them as input). In a *partly* annotated frame, unpainted pixels carry no loss either and the
+user paints background with ``background_label``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from skimage.segmentation import relabel_sequential
+
+from ..config import DataConfig
+from ..errors import InputError
+from .augment import crop_grid, random_transform, sample
+from .normalize import normalize, percentile_range
+from .targets import class_targets, loss_weights
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["as_movie", "annotated_frames", "TrainingSet", "Batch"]
+
+
+def as_movie(array: np.ndarray) -> np.ndarray:
+    """``(Y, X)`` -> ``(1, Y, X)``; ``(T, Y, X)`` unchanged."""
+    return array[None] if array.ndim == 2 else array
+
+
+def annotated_frames(labels: np.ndarray) -> list[int]:
+    """Indices of frames of ``labels (T, Y, X)`` that carry any label."""
+    movie = as_movie(np.asarray(labels))
+    flat = movie.reshape(movie.shape[0], -1)
+    return [int(t) for t in np.flatnonzero(flat.any(axis=1))]
+
+
+@dataclass
+class Batch:
+    """One training batch (float32 / int64 tensors on the CPU).
+
+    Frame batches: ``x (B, 1, S, S)``, ``classes, weights, valid (B, S, S)``.
+    Sequence batches: ``x (B, L, 1, S, S)``, ``classes, weights, valid (B, L, S, S)``; ``valid``
+    is zero on frames without annotation so they feed the recurrence but carry no loss.
+    """
+
+    x: torch.Tensor
+    classes: torch.Tensor
+    weights: torch.Tensor
+    valid: torch.Tensor
+
+
+class TrainingSet:
+    """Normalised movie plus targets and weights of its annotated frames.
+
+    Parameters
+    ----------
+    image : ``(Y, X)`` or ``(T, Y, X)`` grey values.
+    labels : same shape, integer instance ids (0 = unpainted).
+    config : targets, weights, normalisation, crop size and augmentation switches.
+    frames : frames to learn from; ``None`` means every frame with any label.
+    partial_frames : frames whose unpainted pixels are ignored rather than background.
+    background_label : label value that means "background" in partial frames.
+    """
+
+    def __init__(
+        self,
+        image: np.ndarray,
+        labels: np.ndarray,
+        config: DataConfig,
+        frames: list[int] | None = None,
+        partial_frames: tuple[int, ...] = (),
+        background_label: int | None = None,
+    ):
+        image, labels = as_movie(np.asarray(image)), as_movie(np.asarray(labels))
+        if image.shape != labels.shape:
+            raise InputError(
+                f"labels have shape {labels.shape} but the image {image.shape}: "
+                "paint on a Labels layer created from this image"
+            )
+        n = image.shape[0]
+        if frames is None:
+            frames = annotated_frames(labels)
+            if not frames:
+                raise InputError(
+                    "no annotated frame: the labels are all zero; paint a few cells "
+                    "(and their surroundings) in at least one frame"
+                )
+        else:
+            bad = [t for t in frames if not 0 <= t < n]
+            if bad:
+                raise InputError(f"frames {bad} do not exist: the movie has frames 0..{n - 1}")
+            if not frames:
+                raise InputError("the frame list is empty: name at least one annotated frame")
+        self.config = config
+        self.frames = sorted(set(int(t) for t in frames))
+        self.value_range = percentile_range(image, config.percentiles)
+        self.movie = torch.from_numpy(normalize(image, self.value_range))[:, None]  # (T,1,Y,X)
+        self.frame_shape = image.shape[1:]
+        self.n_frames = n
+        # Per annotated frame: (1, 1, Y, X) weights and (1, 2, Y, X) [classes, valid].
+        self._weights: dict[int, torch.Tensor] = {}
+        self._nearest: dict[int, torch.Tensor] = {}
+        for t in self.frames:
+            self._prepare(t, labels[t], t in set(partial_frames), background_label)
+        logger.info("training set: %d frames of %s, annotated %s", n, self.frame_shape, self.frames)
+
+    def _prepare(self, t: int, labels: np.ndarray, partial: bool, background_label: int | None):
+        valid = np.ones(labels.shape, dtype=np.float32)
+        labels = labels.astype(np.int64, copy=True)
+        if partial:
+            valid[labels == 0] = 0.0
+        if background_label is not None:
+            labels[labels == background_label] = 0
+        labels, _, _ = relabel_sequential(labels)
+        classes = class_targets(labels, self.config.target, self.config.boundary_width)
+        w = loss_weights(classes, labels, self.config.class_weights, self.config.w0, self.config.sigma0)
+        self._weights[t] = torch.from_numpy(w)[None, None]
+        near = np.stack([classes.astype(np.float32), valid])
+        self._nearest[t] = torch.from_numpy(near)[None]
+
+    def frame_batch(self, rng: np.random.Generator, batch_size: int) -> Batch:
+        """``batch_size`` augmented crops of random annotated frames."""
+        xs, cs, ws, vs = [], [], [], []
+        for _ in range(batch_size):
+            t = self.frames[int(rng.integers(len(self.frames)))]
+            x, c, w, v = self._crop([t], [True], rng)
+            xs.append(x[0]), cs.append(c[0]), ws.append(w[0]), vs.append(v[0])
+        return Batch(torch.stack(xs), torch.stack(cs), torch.stack(ws), torch.stack(vs))
+
+    def sequence_batch(self, rng: np.random.Generator, batch_size: int, length: int) -> Batch:
+        """``batch_size`` sequences of ``length`` frames, each with one spatial transform.
+
+        Temporal augmentation of the U-LSTM paper: random reversal and random temporal
+        down-sampling by ``k`` in 1..4 (the paper writes ``k in [0, 4]``; 0 has no meaning, so
+        we take 1..4), reduced where the movie is too short. Windows are chosen to contain at
+        least one annotated frame.
+        """
+        xs, cs, ws, vs = [], [], [], []
+        for _ in range(batch_size):
+            window = self._random_window(rng, length)
+            has = [t in self._weights for t in window]
+            x, c, w, v = self._crop(window, has, rng)
+            xs.append(x), cs.append(c), ws.append(w), vs.append(v)
+        return Batch(torch.stack(xs), torch.stack(cs), torch.stack(ws), torch.stack(vs))
+
+    def _random_window(self, rng: np.random.Generator, length: int) -> list[int]:
+        n = self.n_frames
+        length = min(length, n)
+        k = int(rng.integers(1, 5))
+        while k > 1 and (length - 1) * k >= n:
+            k -= 1
+        span = (length - 1) * k
+        anchor = self.frames[int(rng.integers(len(self.frames)))]
+        # Starts whose window (start, start+k, ..) hits the anchor frame and stays in the movie.
+        starts = [s for s in range(max(0, anchor - span), min(anchor, n - 1 - span) + 1)
+                  if (anchor - s) % k == 0]
+        start = starts[int(rng.integers(len(starts)))] if starts else 0
+        window = list(range(start, start + span + 1, k))
+        if rng.random() < 0.5:
+            window.reverse()
+        return window
+
+    def _crop(self, window: list[int], annotated: list[bool], rng: np.random.Generator):
+        s = self.config.crop_size
+        tr = random_transform(rng, self.frame_shape, s, self.config.augment_affine, self.config.augment_elastic)
+        grid = crop_grid(tr, s, self.frame_shape)
+        x = sample(self.movie[window], grid, "bilinear", "reflection")  # (L, 1, S, S)
+        c = torch.zeros((len(window), s, s), dtype=torch.int64)
+        w = torch.zeros((len(window), s, s), dtype=torch.float32)
+        v = torch.zeros((len(window), s, s), dtype=torch.float32)
+        for i, (t, has) in enumerate(zip(window, annotated)):
+            if not has:
+                continue
+            w[i] = sample(self._weights[t], grid, "bilinear", "border")[0, 0]
+            near = sample(self._nearest[t], grid, "nearest", "zeros")[0]
+            c[i] = near[0].round().long()
+            v[i] = near[1]
+        return x, c, w, v

@@ -1,0 +1,33 @@
+"""Percentile normalisation shared by training and inference."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["percentile_range", "normalize"]
+
+# Percentiles are estimated on at most this many pixels (an even subsample of the movie).
+_MAX_SAMPLES = 4_000_000
+
+
+def percentile_range(image: np.ndarray, percentiles: tuple[float, float]) -> tuple[float, float]:
+    """Low and high grey values of ``image`` (any shape) at ``percentiles`` (e.g. (1, 99.8)).
+
+    Computed once per movie, over all frames, so that brightness changes over time (bleaching,
+    mitoses) stay visible to the network. Large movies are subsampled evenly.
+    """
+    flat = np.asarray(image).reshape(-1)
+    if flat.size > _MAX_SAMPLES:
+        flat = flat[:: flat.size // _MAX_SAMPLES + 1]
+    lo, hi = np.percentile(flat, percentiles)
+    if not hi > lo:
+        hi = lo + 1.0
+    return float(lo), float(hi)
+
+
+def normalize(image: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+    """``(image - lo) / (hi - lo)`` as float32 (same shape); values outside stay unclipped."""
+    lo, hi = value_range
+    out = np.asarray(image, dtype=np.float32) - np.float32(lo)
+    out *= np.float32(1.0 / (hi - lo))
+    return out

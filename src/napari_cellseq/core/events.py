@@ -1,0 +1,92 @@
+"""Typed events yielded by long-running work (training, segmentation).
+
+The core's long work is a generator of these frozen dataclasses: the CLI drains it into a
+progress bar, the napari widgets run it in a worker and turn each event into progress, plot
+points and notifications. Stopping is cooperative: the producer checks its stop flag between
+events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "Event",
+    "Started",
+    "Step",
+    "Validation",
+    "CheckpointSaved",
+    "FrameDone",
+    "Done",
+]
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base class of all events."""
+
+
+@dataclass(frozen=True)
+class Started(Event):
+    """Work has begun.
+
+    total : planned iterations or frames (``None`` when only a time budget bounds the work).
+    max_time : time budget in seconds (``None`` when unbounded).
+    device : the torch device the work runs on, e.g. ``"cpu"``.
+    """
+
+    total: int | None
+    max_time: float | None
+    device: str
+
+
+@dataclass(frozen=True)
+class Step(Event):
+    """One optimiser step finished.
+
+    iteration : 1-based step count; loss : the step's training loss; elapsed : seconds since start;
+    fraction : progress in [0, 1] with respect to the tighter of the two budgets.
+    """
+
+    iteration: int
+    loss: float
+    elapsed: float
+    fraction: float
+
+
+@dataclass(frozen=True)
+class Validation(Event):
+    """Scores on held-out frames at ``iteration`` (keys: ``seg``, ``ap50``, ``dice``...)."""
+
+    iteration: int
+    scores: dict
+
+
+@dataclass(frozen=True)
+class CheckpointSaved(Event):
+    """The weights after ``iteration`` steps are on disk at ``path`` (written atomically)."""
+
+    iteration: int
+    path: str
+
+
+@dataclass(frozen=True)
+class FrameDone(Event):
+    """Frame ``index`` of ``total`` is segmented."""
+
+    index: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Done(Event):
+    """Work has ended.
+
+    reason : ``"iterations"``, ``"time"``, ``"stopped"`` (training) or ``"finished"``/``"stopped"``
+    (segmentation); iteration : steps done; path : the final model file, if any.
+    """
+
+    reason: str
+    iteration: int = 0
+    path: str | None = None
+    elapsed: float = 0.0

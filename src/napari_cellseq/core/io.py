@@ -1,0 +1,678 @@
+"""Files in and out: TIFF reading, atomic writing, Cell Tracking Challenge masks, input checks.
+
+Reading
+    :func:`read_image`, :func:`read_labels` read a TIFF with tifffile and return the array as
+    stored (nothing squeezed, no dtype change). Foreseeable problems (missing file, a folder, not
+    a TIFF, corrupt file, missing codec) raise :class:`~napari_cellseq.core.errors.InputError`
+    with one message that says what is wrong and what to do.
+Writing
+    Every file is written atomically: to a hidden temporary file in the target folder that is
+    renamed into place only when complete (:func:`atomic_path`), so an interrupted run never
+    leaves a half-written TIFF or model file behind and never destroys the previous version.
+    Existing files are kept unless ``overwrite=True`` (:class:`OutputExistsError` otherwise).
+Checking
+    :func:`check_image`, :func:`check_labels`, :func:`parse_frames` turn the usual user mistakes
+    (RGB image, 4-D stack, labels of another shape, "5-2") into clear messages.
+"""
+
+from __future__ import annotations
+
+import io as _io
+import logging
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import tifffile
+
+from .errors import InputError
+
+__all__ = [
+    "OutputExistsError",
+    "read_image",
+    "read_labels",
+    "atomic_path",
+    "atomic_write_bytes",
+    "write_tiff_atomic",
+    "ctc_mask_name",
+    "write_ctc_masks",
+    "parse_frames",
+    "check_image",
+    "check_labels",
+]
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, os.PathLike]
+
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+# Signatures of formats people often pass by mistake, to name them in the error message.
+_OTHER_FORMATS = (
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"BM", "a BMP image"),
+    (b"ZISRAWFILE", "a Zeiss CZI file"),
+    (b"\x89HDF", "an HDF5 file"),
+    (b"\x93NUMPY", "a NumPy .npy file"),
+    (b"PK\x03\x04", "a ZIP archive"),
+    (b"\xda\xce\xbe\x0a", "a Nikon ND2 file"),
+)
+_CONVERT_HINT = "convert it to TIFF, e.g. open it in Fiji and use File > Save As > Tiff..."
+# Dtypes (and axes orders) that ImageJ / Fiji opens natively from an ImageJ hyperstack TIFF.
+_IMAGEJ_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
+_IMAGEJ_AXES = ("YX", "TYX", "ZYX", "CYX", "TZYX", "TCYX", "ZCYX", "TZCYX")
+_BIGTIFF_BYTES = 2**32 - 2**25  # classic TIFF holds < 4 GiB; keep a margin for metadata
+_MIN_FRAME_SIDE = 8  # smaller frames are almost always a mix-up of axes
+
+
+class OutputExistsError(InputError, FileExistsError):
+    """An output file exists and ``overwrite`` was not given; also a :class:`FileExistsError`."""
+
+
+# --------------------------------------------------------------------------------------------
+# reading
+# --------------------------------------------------------------------------------------------
+
+
+def _describe_non_tiff(head: bytes) -> str:
+    for magic, what in _OTHER_FORMATS:
+        if head.startswith(magic):
+            return f" (it looks like {what})"
+    return ""
+
+
+def _read_tiff(path: PathLike, what: str) -> np.ndarray:
+    """Read the first series of a TIFF file; see :func:`read_image`."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise InputError(f"no such file: {p}; check the path (relative paths start at {Path.cwd()})")
+    if p.is_dir():
+        raise InputError(f"{p} is a folder, not a TIFF file; give the path of a .tif file {what}")
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(16)
+    except PermissionError:
+        raise InputError(f"cannot read {p}: permission denied; check the file's permissions") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {p}: {exc.strerror or exc}; check the file and the disk") from None
+    if not head:
+        raise InputError(f"{p} is empty (0 bytes); the file was not saved completely: export it again")
+    if not head.startswith(_TIFF_MAGIC):
+        raise InputError(f"{p} is not a TIFF file{_describe_non_tiff(head)}; {_CONVERT_HINT}")
+    try:
+        with tifffile.TiffFile(p) as tif:
+            if not tif.series:
+                raise InputError(f"{p} contains no image data; export the {what} again as TIFF")
+            if len(tif.series) > 1:
+                logger.warning("%s holds %d image series; reading only the first", p, len(tif.series))
+            series = tif.series[0]
+            try:
+                array = series.asarray()
+            except MemoryError:
+                gib = np.prod(series.shape, dtype=np.float64) * np.dtype(series.dtype).itemsize / 2**30
+                raise InputError(
+                    f"{p} ({series.shape}, {series.dtype}, {gib:.1f} GiB) does not fit in memory; "
+                    "crop it or split it into smaller files"
+                ) from None
+    except InputError:
+        raise
+    except Exception as exc:  # tifffile raises many types for damaged files (ValueError, struct...)
+        if "imagecodecs" in str(exc):
+            raise InputError(
+                f"{p} is compressed with a codec that needs the 'imagecodecs' package; "
+                "run `pip install imagecodecs`, or re-save the TIFF uncompressed (Fiji: File > Save As > Tiff...)"
+            ) from None
+        detail = (str(exc).strip().splitlines() or [""])[0]
+        raise InputError(
+            f"cannot read {p} as TIFF ({type(exc).__name__}: {detail}); the file is probably truncated or "
+            "corrupt: export it again, e.g. Fiji: File > Save As > Tiff..."
+        ) from None
+    if array.size == 0:
+        raise InputError(f"{p} contains no image data (shape {array.shape}); export the {what} again as TIFF")
+    return array
+
+
+def read_image(path: PathLike) -> np.ndarray:
+    """Read an image or movie from a TIFF file.
+
+    Parameters
+    ----------
+    path : a ``.tif`` / ``.tiff`` file (ImageJ, OME or plain TIFF; ``~`` is expanded).
+
+    Returns
+    -------
+    np.ndarray
+        The first image series exactly as stored: shape and dtype unchanged, nothing squeezed,
+        e.g. (T, Y, X) uint16 for a time-lapse or (Y, X) for a single frame. Use
+        :func:`check_image` to validate it for segmentation.
+
+    Raises
+    ------
+    InputError
+        File missing, a folder, empty, not a TIFF, truncated/corrupt, needs a codec that is not
+        installed, or too large for memory.
+    """
+    return _read_tiff(path, "image")
+
+
+def read_labels(path: PathLike) -> np.ndarray:
+    """Read instance labels (e.g. painted annotations) from a TIFF file.
+
+    Returns the first series as stored, typically (T, Y, X) or (Y, X) uint16 / uint32 with
+    0 = background. Raises :class:`InputError` as :func:`read_image`; use :func:`check_labels`
+    to validate the array against its image.
+    """
+    return _read_tiff(path, "labels")
+
+
+# --------------------------------------------------------------------------------------------
+# atomic writing
+# --------------------------------------------------------------------------------------------
+
+
+def _exists_message(target: Path) -> str:
+    return f"{target} already exists; pass --overwrite (overwrite=True) to replace it, or choose another name"
+
+
+def _ensure_folder(folder: Path) -> None:
+    """Create ``folder`` (and parents) or raise :class:`InputError` saying why not."""
+    if folder.is_dir():
+        return
+    if folder.exists():
+        raise InputError(f"{folder} is a file, not a folder; choose another output folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except PermissionError:
+        raise InputError(f"cannot create folder {folder}: permission denied; choose a folder you can write to") from None
+    except OSError as exc:
+        raise InputError(f"cannot create folder {folder}: {exc.strerror or exc}; choose another output folder") from None
+
+
+def _fsync(path: Path) -> None:
+    """Flush ``path`` to disk (best effort; some platforms do not allow it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_path(path: PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Context manager yielding a temporary path to write; it becomes ``path`` on success.
+
+    The temporary file (hidden, ``.tmp-<random>-<name>``) is created empty in the target folder,
+    so the final rename is atomic (same file system). When the ``with`` block finishes without
+    an exception the file is flushed to disk and moved to ``path``; on any exception (including
+    KeyboardInterrupt) it is deleted and ``path`` is left as it was. Missing parent folders are
+    created.
+
+    Parameters
+    ----------
+    path : the file to create.
+    overwrite : replace ``path`` if it exists; otherwise :class:`OutputExistsError` is raised
+        before anything is written (and again at the end if the file appeared meanwhile).
+
+    Raises
+    ------
+    OutputExistsError
+        ``path`` exists and ``overwrite`` is False.
+    InputError
+        ``path`` is a folder, or the folder cannot be created or written to.
+    """
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise InputError(f"{target} is a folder; give a file name inside it, e.g. {target / 'out.tif'}")
+    if target.exists() and not overwrite:
+        raise OutputExistsError(_exists_message(target))
+    _ensure_folder(target.parent)
+    tmp = None
+    for _ in range(100):
+        candidate = target.parent / f".tmp-{secrets.token_hex(4)}-{target.name}"
+        try:
+            os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        except PermissionError:
+            raise InputError(
+                f"cannot write to folder {target.parent}: permission denied; choose a folder you can write to"
+            ) from None
+        except OSError as exc:
+            raise InputError(
+                f"cannot write to folder {target.parent}: {exc.strerror or exc}; choose another output folder"
+            ) from None
+        tmp = candidate
+        break
+    if tmp is None:  # pragma: no cover - 100 random-name collisions
+        raise InputError(f"cannot create a temporary file in {target.parent}; remove the .tmp-* files there")
+    try:
+        yield tmp
+        _fsync(tmp)
+        try:
+            if overwrite:
+                os.replace(tmp, target)
+            else:
+                try:  # a hard link fails if target exists: no race between the check and the rename
+                    os.link(tmp, target)
+                except FileExistsError:
+                    raise OutputExistsError(_exists_message(target)) from None
+                except OSError:  # file system without hard links (FAT, some network shares)
+                    if target.exists():
+                        raise OutputExistsError(_exists_message(target)) from None
+                    os.replace(tmp, target)
+        except InputError:
+            raise
+        except OSError as exc:
+            raise InputError(f"cannot create {target}: {exc.strerror or exc}; choose another output folder") from None
+    finally:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError as exc:  # pragma: no cover - e.g. folder removed meanwhile
+            logger.warning("could not remove temporary file %s: %s", tmp, exc)
+
+
+def _write_error(target: Path, exc: OSError) -> InputError:
+    return InputError(
+        f"could not write {target}: {exc.strerror or exc}; free disk space or choose another output folder"
+    )
+
+
+def atomic_write_bytes(path: PathLike, data: bytes, overwrite: bool = False) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_path`); return the path.
+
+    Raises :class:`OutputExistsError` if ``path`` exists and ``overwrite`` is False, and
+    :class:`InputError` when the folder cannot be written (permission, disk full).
+    """
+    target = Path(path).expanduser()
+    with atomic_path(target, overwrite=overwrite) as tmp:
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+        except OSError as exc:
+            raise _write_error(target, exc) from None
+    return target
+
+
+def _check_compression(compression: Any) -> Any:
+    """Return ``compression`` if tifffile can write it here, else raise :class:`InputError`."""
+    if compression is None or (isinstance(compression, str) and compression.lower() == "none"):
+        return None
+    try:
+        tifffile.imwrite(_io.BytesIO(), np.zeros((2, 2), np.uint8), compression=compression)
+    except Exception as exc:  # unknown name, or a codec that needs imagecodecs
+        raise InputError(
+            f"TIFF compression {compression!r} is not available ({exc}); use compression=None or 'zlib'"
+        ) from None
+    return compression
+
+
+def write_tiff_atomic(
+    path: PathLike,
+    array: Any,
+    overwrite: bool = False,
+    compression: Any = None,
+    *,
+    axes: str | None = None,
+) -> Path:
+    """Write an array to a TIFF file atomically (temporary file + rename); return the path.
+
+    Parameters
+    ----------
+    path : output file; missing parent folders are created.
+    array : (Y, X) image, (T, Y, X) movie, or any array of >= 2 dimensions. Written with its dtype
+        unchanged (labels: pass uint16 or uint32), except bool, which is written as uint8 0/1.
+    overwrite : replace an existing file; otherwise :class:`OutputExistsError`.
+    compression : None (default), ``"zlib"`` or ``"lzma"`` (others need the imagecodecs package).
+    axes : axes letters, default ``"YX"`` for 2-D and ``"TYX"`` for 3-D arrays.
+
+    For uint8, uint16 and float32 arrays with ImageJ axes (``YX``, ``TYX``, ``ZYX``, ``CYX``,
+    ``TZYX``, ...) the file carries ImageJ hyperstack metadata, so Fiji opens a (T, Y, X) stack as
+    a time series. Other dtypes (e.g. uint32 labels), and arrays with a singleton T/Z/C axis or
+    1 px wide, are written as plain TIFF with tifffile's shape metadata. Either way
+    :func:`read_image` gives back the same shape and dtype. Files >= 4 GiB are BigTIFF.
+
+    Raises
+    ------
+    OutputExistsError
+        ``path`` exists and ``overwrite`` is False.
+    InputError
+        Empty, 0-/1-D or non-numeric array, wrong ``axes``, unavailable compression, or the file
+        cannot be written (folder not writable, disk full).
+    """
+    target = Path(path).expanduser()
+    arr = np.asarray(array)
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8)
+    if arr.dtype.kind not in "uif":
+        raise InputError(f"cannot write an array of dtype {arr.dtype} to TIFF; convert it to an integer or float array")
+    if arr.ndim < 2 or arr.size == 0:
+        raise InputError(f"cannot write an array of shape {arr.shape} as an image; it needs at least 2 non-empty axes (Y, X)")
+    if axes is None:
+        axes = {2: "YX", 3: "TYX"}.get(arr.ndim)
+    elif len(axes) != arr.ndim:
+        raise InputError(f"axes {axes!r} has {len(axes)} letters but the array has {arr.ndim} dimensions {arr.shape}; give one letter per axis")
+    compression = _check_compression(compression)
+    # ImageJ metadata drops singleton T/Z/C axes and tifffile misreads ImageJ stacks 1 px wide:
+    # those few shapes are written as plain TIFF so that reading gives back the exact shape.
+    imagej = (
+        arr.dtype in _IMAGEJ_DTYPES
+        and axes is not None
+        and axes.upper() in _IMAGEJ_AXES
+        and arr.shape[-1] > 1
+        and all(n > 1 for n in arr.shape[:-2])
+    )
+    bigtiff = arr.nbytes >= _BIGTIFF_BYTES
+    if bigtiff and imagej:
+        logger.info("%s is >= 4 GiB: writing BigTIFF without ImageJ metadata", target)
+        imagej = False
+    kwargs: dict[str, Any] = {"compression": compression, "bigtiff": bigtiff}
+    if imagej:
+        kwargs.update(imagej=True, metadata={"axes": axes.upper()})  # type: ignore[union-attr]
+    else:
+        kwargs.update(metadata={"axes": axes} if axes is not None else {})
+    with atomic_path(target, overwrite=overwrite) as tmp:
+        try:
+            tifffile.imwrite(tmp, arr, **kwargs)
+        except OSError as exc:
+            raise _write_error(target, exc) from None
+    logger.debug("wrote %s %s %s to %s", arr.shape, arr.dtype, "imagej" if imagej else "tiff", target)
+    return target
+
+
+def ctc_mask_name(index: int, n_frames: int, prefix: str = "mask") -> str:
+    """Cell Tracking Challenge file name of frame ``index`` of an ``n_frames`` movie.
+
+    Three digits (``mask000.tif``) up to 1000 frames, more digits (``mask0000.tif``) beyond.
+    """
+    digits = max(3, len(str(max(n_frames, 1) - 1)))
+    return f"{prefix}{index:0{digits}d}.tif"
+
+
+def write_ctc_masks(
+    folder: PathLike,
+    labels: Any,
+    overwrite: bool = False,
+    prefix: str = "mask",
+    *,
+    compression: Any = None,
+) -> list[Path]:
+    """Write one 16-bit TIFF per frame in Cell Tracking Challenge naming (``mask000.tif``, ...).
+
+    Parameters
+    ----------
+    folder : output folder (created if missing), e.g. ``01_RES`` for CTC evaluation.
+    labels : (T, Y, X) or (Y, X) integer instance ids, 0 = background, all <= 65535.
+    overwrite : replace existing mask files; otherwise nothing is written if any exists.
+    prefix : file name prefix (``"mask"`` for results, ``"man_seg"`` for ground truth).
+    compression : as for :func:`write_tiff_atomic`.
+
+    Returns
+    -------
+    list[Path]
+        The T written files in frame order; each is (Y, X) uint16, written atomically.
+
+    Raises
+    ------
+    InputError
+        Wrong shape, non-integer or negative labels, an id > 65535, bad prefix.
+    OutputExistsError
+        A mask file exists and ``overwrite`` is False (checked before writing anything).
+    """
+    out = Path(folder).expanduser()
+    if not prefix or any(sep in prefix for sep in ("/", "\\")) or prefix in (".", ".."):
+        raise InputError(f"prefix {prefix!r} must be a plain file name part like 'mask'; put folders into `folder`")
+    arr = np.asarray(labels)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.size == 0:
+        raise InputError(
+            f"labels for Cell Tracking Challenge masks must be (T, Y, X) or (Y, X), got shape {np.shape(labels)}; "
+            "pass one label image per frame"
+        )
+    arr = check_labels(arr, arr.shape, name="labels")
+    top = int(arr.max())
+    if top > 65535:
+        raise InputError(
+            f"label id {top} is larger than 65535, but the Cell Tracking Challenge format requires 16-bit masks; "
+            "renumber the ids (skimage.segmentation.relabel_sequential) or export the labels as one 32-bit TIFF stack instead"
+        )
+    n = arr.shape[0]
+    paths = [out / ctc_mask_name(t, n, prefix) for t in range(n)]
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} is a file, not a folder; choose another output folder")
+    if not overwrite:
+        existing = [p for p in paths if p.exists()]
+        if existing:
+            more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+            raise OutputExistsError(
+                f"{existing[0]}{more} already exist; pass --overwrite (overwrite=True) to replace them, "
+                "or choose another folder"
+            )
+    _ensure_folder(out)
+    names = {p.name for p in paths}
+    pattern = re.compile(re.escape(prefix) + r"\d+\.tif")
+    stale = sorted(p.name for p in out.iterdir() if pattern.fullmatch(p.name) and p.name not in names)
+    if stale:
+        logger.warning(
+            "%s also holds %d older mask files (e.g. %s) that are not part of this export; "
+            "delete them before evaluating", out, len(stale), stale[0],
+        )
+    compression = _check_compression(compression)
+    for t, p in enumerate(paths):
+        write_tiff_atomic(p, arr[t].astype(np.uint16, copy=False), overwrite=overwrite,
+                          compression=compression, axes="YX")
+    return paths
+
+
+# --------------------------------------------------------------------------------------------
+# frame selection
+# --------------------------------------------------------------------------------------------
+
+_NUMBER = re.compile(r"\d+")
+_RANGE = re.compile(r"(\d+)\s*-\s*(\d+)")
+
+
+def parse_frames(spec: str, n_frames: int) -> list[int]:
+    """Parse a frame selection such as ``"0-4, 7"`` into sorted unique frame indices.
+
+    Parameters
+    ----------
+    spec : comma-separated frame numbers (0-based) and inclusive ranges ``a-b``; spaces are
+        allowed; ``"all"`` selects every frame.
+    n_frames : number of frames T of the movie; valid frames are ``0..T-1``.
+
+    Returns
+    -------
+    list[int]
+        Sorted, unique frame indices, e.g. ``"0-4,7"`` -> ``[0, 1, 2, 3, 4, 7]``.
+
+    Raises
+    ------
+    InputError
+        Empty or malformed spec, negative numbers, a backwards range, or a frame >= T.
+    """
+    if isinstance(n_frames, bool) or not isinstance(n_frames, (int, np.integer)) or n_frames < 1:
+        raise InputError(f"the movie has no frames (n_frames={n_frames!r}); load an image first")
+    n_frames = int(n_frames)
+    valid = f"valid frames are 0..{n_frames - 1}"
+    if not isinstance(spec, str):
+        raise InputError(f"frame selection must be text like '0-4,7', got {spec!r}")
+    text = spec.strip()
+    if text.lower() == "all":
+        return list(range(n_frames))
+    parts = [part.strip() for part in text.split(",")]
+    if not any(parts):
+        raise InputError(f"empty frame selection; give frames like '0-4,7' ({valid})")
+    frames: set[int] = set()
+    for part in parts:
+        if not part:
+            continue  # "1,,2" or a trailing comma: harmless
+        if _NUMBER.fullmatch(part):
+            lo = hi = int(part)
+        elif m := _RANGE.fullmatch(part):
+            lo, hi = int(m.group(1)), int(m.group(2))
+            if lo > hi:
+                raise InputError(f"frame range '{part}' in {spec!r} goes backwards; write it as '{hi}-{lo}'")
+        elif part.startswith("-") or re.search(r"(^|[,\s-])-\s*\d", part):
+            raise InputError(f"negative frame number in {spec!r}; frames are counted from 0 ({valid})")
+        else:
+            raise InputError(
+                f"'{part}' in {spec!r} is not a frame number or range; use numbers and ranges like '0-4,7' ({valid})"
+            )
+        if hi >= n_frames:
+            raise InputError(f"frame {hi} in {spec!r} is out of range: the movie has {n_frames} frames, {valid}")
+        frames.update(range(lo, hi + 1))
+    return sorted(frames)
+
+
+# --------------------------------------------------------------------------------------------
+# input checks
+# --------------------------------------------------------------------------------------------
+
+
+def check_image(array: Any, name: str = "image") -> np.ndarray:
+    """Check that ``array`` is a grey-scale image (Y, X) or movie (T, Y, X) worth segmenting.
+
+    Parameters
+    ----------
+    array : the image; any real numeric dtype (uint8/uint16/float32, ...).
+    name : what to call it in messages (e.g. the napari layer name).
+
+    Returns
+    -------
+    np.ndarray
+        ``np.asarray(array)``, unchanged (same object for an ndarray).
+
+    Raises
+    ------
+    InputError
+        bool / complex / non-numeric dtype; RGB(A) (last axis of size 3 or 4); not 2-D or 3-D;
+        frames smaller than 8x8 pixels (usually a mix-up of axes); empty; NaN or infinite values;
+        constant (nothing to segment).
+    """
+    arr = np.asarray(array)
+    shape = arr.shape
+    kind = arr.dtype.kind
+    if kind == "b":
+        raise InputError(
+            f"{name} is a boolean mask, not an intensity image; choose the microscopy image "
+            "(masks and labels go into the labels layer)"
+        )
+    if kind == "c":
+        raise InputError(f"{name} has complex values ({arr.dtype}); segment a real image, e.g. np.abs({name})")
+    if kind not in "uif":
+        raise InputError(f"{name} has unsupported dtype {arr.dtype}; convert it to a numeric array (e.g. uint16 or float32)")
+    if arr.ndim in (3, 4) and shape[-1] in (3, 4):
+        rgb = "RGBA" if shape[-1] == 4 else "RGB"
+        movie = " movie" if arr.ndim == 4 else ""
+        raise InputError(
+            f"{name} has shape {shape}, which looks like an {rgb}{movie} image (last axis of size {shape[-1]}); "
+            "napari-cellseq needs grey-scale: convert it (Fiji: Image > Type > 8-bit or 16-bit; "
+            "Python: skimage.color.rgb2gray) or split the channels and pick one"
+        )
+    if arr.ndim >= 4:
+        raise InputError(
+            f"{name} has shape {shape} ({arr.ndim} dimensions), but napari-cellseq takes (Y, X) or (T, Y, X); "
+            f"pick one channel or z-slice, e.g. {name}[:, 0]"
+        )
+    if arr.ndim < 2:
+        raise InputError(
+            f"{name} has shape {shape} ({arr.ndim} dimension{'s' if arr.ndim != 1 else ''}), "
+            "but napari-cellseq takes a 2-D image (Y, X) or a movie (T, Y, X); load an image file"
+        )
+    if arr.size == 0:
+        raise InputError(f"{name} is empty (shape {shape}); load an image that contains pixels")
+    if min(shape[-2:]) < _MIN_FRAME_SIDE:
+        raise InputError(
+            f"{name} has shape {shape}: frames of {shape[-2]}x{shape[-1]} pixels are too small to segment; "
+            f"napari-cellseq takes (Y, X) or (T, Y, X) with frames of at least {_MIN_FRAME_SIDE}x{_MIN_FRAME_SIDE} pixels "
+            f"(if the last axis is time or channels, move it first: np.moveaxis({name}, -1, 0))"
+        )
+    if kind == "f":
+        finite = np.isfinite(arr)
+        if not finite.all():
+            n_nan = int(np.isnan(arr).sum())
+            n_inf = int(arr.size - finite.sum()) - n_nan
+            raise InputError(
+                f"{name} contains {n_nan} NaN and {n_inf} infinite values; replace them "
+                f"(e.g. np.nan_to_num({name})) or export the image again"
+            )
+    lo, hi = arr.min(), arr.max()
+    if lo == hi:
+        raise InputError(
+            f"{name} is constant (all values = {lo.item()!r}): nothing to segment; check that the right file "
+            "or channel was loaded"
+        )
+    return arr
+
+
+def check_labels(labels: Any, image_shape: tuple[int, ...], name: str = "labels") -> np.ndarray:
+    """Check instance labels against their image and return them as an integer array.
+
+    Parameters
+    ----------
+    labels : (Y, X) or (T, Y, X) instance ids, 0 = background, same shape as the image.
+    image_shape : shape of the image the labels belong to.
+    name : what to call them in messages.
+
+    Returns
+    -------
+    np.ndarray
+        Integer labels of shape ``image_shape``: unchanged for integer dtypes; bool is cast to
+        uint8 (True -> 1); floats whose values are all whole numbers are cast to int32 (with a
+        logged warning).
+
+    Raises
+    ------
+    InputError
+        Other shape than the image, non-integral floats, NaN/Inf, complex / non-numeric dtype, or
+        negative ids.
+    """
+    arr = np.asarray(labels)
+    image_shape = tuple(int(s) for s in image_shape)
+    if arr.shape != image_shape:
+        raise InputError(
+            f"{name} have shape {arr.shape} but the image {image_shape}: paint on a Labels layer created from this image"
+        )
+    kind = arr.dtype.kind
+    if kind == "b":
+        return arr.astype(np.uint8)
+    if kind == "f":
+        if not np.isfinite(arr).all():
+            raise InputError(f"{name} contain NaN or infinite values; save them as a 16-bit integer TIFF with ids 0, 1, 2, ...")
+        if arr.size and not np.array_equal(arr, np.round(arr)):
+            raise InputError(
+                f"{name} must be integer instance ids, got {arr.dtype} with fractional values; "
+                "save them as a 16-bit integer TIFF (Fiji: Image > Type > 16-bit)"
+            )
+        if arr.size and (arr.min() < 0):
+            raise InputError(_negative_message(name, arr.min()))
+        if arr.size and arr.max() > np.iinfo(np.int32).max:
+            raise InputError(f"{name} contain ids up to {arr.max():.0f}, too large for instance ids; renumber them from 1")
+        logger.warning("%s are %s; using them as integer ids (int32)", name, arr.dtype)
+        return arr.astype(np.int32)
+    if kind not in "ui":
+        raise InputError(
+            f"{name} must be integer instance ids, got dtype {arr.dtype}; save them as a 16-bit integer TIFF"
+        )
+    if kind == "i" and arr.size and arr.min() < 0:
+        raise InputError(_negative_message(name, arr.min()))
+    return arr
+
+
+def _negative_message(name: str, lowest: Any) -> str:
+    return (
+        f"{name} contain negative values (minimum {lowest.item()!r}); instance ids must be 0 (background) "
+        "or positive: renumber them, e.g. with skimage.segmentation.relabel_sequential"
+    )

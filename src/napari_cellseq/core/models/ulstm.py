@@ -1,0 +1,196 @@
+"""U-LSTM (Arbelle & Riklin Raviv, ISBI 2019, paper 000): a U-Net whose encoder levels are C-LSTMs.
+
+Architecture (section 2.1 and eqs. 1-5 of the paper), with ``L = config.depth`` levels and
+``w_l = base_channels * 2**l``:
+
+* encoder level ``l`` (``E^{l}``): a C-LSTM (:class:`~.convlstm.ConvLSTMCell`, 3x3 gates) over
+  ``x_t^{l}`` with its own ``(h_{t-1}^{l}, c_{t-1}^{l})``, then leaky ReLU, 3x3 convolution, batch
+  norm, leaky ReLU. The result is the level's skip connection and, max-pooled 2x2, the input
+  ``x_t^{l+1}`` of the next level (``x_t^{0}`` is the image ``I_t``).
+* decoder: ``L`` blocks as eqs. 3-4 define them. The first (``l = L``) works at the bottleneck
+  resolution on ``y = h^{L-1}`` "concatenated with the parallel encoder output", which is
+  ``h^{L-1}`` again; a convolution over ``concat(h, h)`` equals a convolution over ``h`` with the
+  two weight halves summed, so that block is stored as two conv-BN-leaky-ReLU on ``h^{L-1}``
+  (same function class, half the weights). Each following block bilinearly up-samples,
+  concatenates the parallel encoder level's output and applies two 3x3 conv-BN-leaky-ReLU.
+  A final 1x1 convolution gives ``num_classes`` logits; softmax (eq. 6) is left to the loss and
+  to inference.
+
+Reading of the paper's ambiguous widths. Section 2.1 gives convolution depths
+"(128, 256, 512, 1024)" and C-LSTM depths "(1024, 512, 256, 128)". We read both lists as the same
+per-level widths, the second written from the deepest level up, so level ``l`` has
+``w_l = base * 2**l`` channels for its C-LSTM hidden state *and* its convolution (paper: base 128).
+Reasons: (1) Fig. 1's caption describes an earlier variant with the C-LSTMs in the up-sampling
+path, where a decreasing list (deep to shallow) is natural, and the 5x5 transposed convolutions
+it mentions are likewise absent from the text's bilinear decoder; (2) the literal alternative, a
+1024-channel C-LSTM at full resolution and 128 channels at 1/8 resolution, inverts the usual
+U-Net widening and would cost ~64x more at level 0; (3) the authors' public code
+(arbellea/LSTM-UNet, ``DEFAULT_NET_DOWN_PARAMS``) also widens its C-LSTMs with depth
+(128, 256, 256, 512).
+
+Departures, on purpose: "same"-padded convolutions (output size = input size); ``H`` and ``W``
+must be multiples of ``stride = 2**(depth-1)`` (inference pads); the default width is far smaller
+than the paper's 128 (chosen by CPU measurement, see the README). Model option
+``lstm_channels_ratio`` (default 1.0, the paper) sets the C-LSTM hidden width of level ``l`` to
+``round(w_l * ratio)`` while the convolutions keep ``w_l``; below 1 it makes the recurrent part
+cheaper.
+
+Efficiency: only the C-LSTM recurrence is sequential over time. Level by level, the C-LSTM runs
+over all ``T`` frames, then the level's conv-BN and the pooling run on all ``B*T`` frames at once;
+the whole decoder runs on all ``B*T`` frames at once. Memory therefore grows with ``B*T``:
+stateful inference feeds short chunks (e.g. ``T = 1``) and passes the state on.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..config import ModelConfig
+from ..errors import InputError
+from . import register_model
+from .blocks import ConvBNAct, DoubleConv, upsample_to
+from .convlstm import ConvLSTMCell, LSTMState
+
+__all__ = ["ULSTM", "ULSTMState", "detach_state"]
+
+ULSTMState = tuple[LSTMState, ...]
+"""One ``(h, c)`` per encoder level, each of shape ``(B, C_l, H / 2**l, W / 2**l)``."""
+
+_LEAK = 0.01  # leaky-ReLU slope, as in blocks.ConvBNAct
+
+
+def detach_state(state: ULSTMState | None) -> ULSTMState | None:
+    """The state cut from the autograd graph (truncated back-propagation through time)."""
+    if state is None:
+        return None
+    return tuple((h.detach(), c.detach()) for h, c in state)
+
+
+def _nearest_multiples(n: int, stride: int) -> str:
+    if n % stride == 0 and n > 0:
+        return f"{n}"
+    lower = (n // stride) * stride
+    upper = lower + stride
+    return f"{lower} or {upper}" if lower > 0 else f"{upper}"
+
+
+@register_model(
+    "ulstm", paper="Arbelle & Riklin Raviv, ISBI 2019 (paper 000)", input_kind="time-lapse"
+)
+class ULSTM(nn.Module):
+    """Temporal model: ``forward(x (B, T, C, H, W), state=None) -> (logits (B, T, K, H, W), state)``.
+
+    ``state`` is a tuple with one ``(h, c)`` per encoder level (``None``: zeros); passing the
+    returned state back continues the sequence. ``H`` and ``W`` must be multiples of
+    ``stride = 2**(depth-1)``.
+    """
+
+    temporal = True
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        if config.depth < 1:
+            raise ValueError("depth must be at least 1")
+        if config.base_channels < 1:
+            raise ValueError("base_channels must be at least 1")
+        ratio = float(config.option("lstm_channels_ratio", 1.0))
+        if not ratio > 0:
+            raise ValueError(f"model option lstm_channels_ratio must be positive, got {ratio}")
+        self.config = config
+        self.stride = 2 ** (config.depth - 1)
+        self.widths = [config.base_channels * 2**level for level in range(config.depth)]
+        self.lstm_widths = [max(1, round(w * ratio)) for w in self.widths]
+
+        self.lstms = nn.ModuleList()
+        self.convs = nn.ModuleList()
+        c_prev = config.in_channels
+        for w, w_lstm in zip(self.widths, self.lstm_widths):
+            self.lstms.append(ConvLSTMCell(c_prev, w_lstm, kernel_size=3))
+            self.convs.append(ConvBNAct(w_lstm, w))
+            c_prev = w
+        # Decoder block l = L (bottleneck resolution, no up-sampling); see the module docstring.
+        self.bottleneck = DoubleConv(c_prev, c_prev)
+        self.decoders = nn.ModuleList()
+        for w_skip in reversed(self.widths[:-1]):
+            self.decoders.append(DoubleConv(c_prev + w_skip, w_skip))
+            c_prev = w_skip
+        self.head = nn.Conv2d(c_prev, config.num_classes, kernel_size=1)
+
+    # -- state helpers -------------------------------------------------------------------------
+
+    def init_state(
+        self,
+        batch_size: int,
+        height: int,
+        width: int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> ULSTMState:
+        """Explicit zero state for frames of ``height x width`` (equivalent to ``state=None``)."""
+        self._check_size(height, width)
+        return tuple(
+            cell.init_state(batch_size, height >> level, width >> level, device, dtype)
+            for level, cell in enumerate(self.lstms)
+        )
+
+    detach_state = staticmethod(detach_state)
+
+    def _check_size(self, height: int, width: int) -> None:
+        if height % self.stride or width % self.stride or height == 0 or width == 0:
+            raise InputError(
+                f"U-LSTM with depth {self.config.depth} needs frame height and width that are "
+                f"multiples of {self.stride}, got {height}x{width}: use height "
+                f"{_nearest_multiples(height, self.stride)} and width "
+                f"{_nearest_multiples(width, self.stride)} (crop or pad the frames)"
+            )
+
+    def _check_state(self, state: Sequence[LSTMState], x: torch.Tensor) -> None:
+        if len(state) != len(self.lstms):
+            raise ValueError(
+                f"state has {len(state)} levels, the model has {len(self.lstms)}"
+            )
+        b, _, _, height, width = x.shape
+        for level, ((h, c), w_lstm) in enumerate(zip(state, self.lstm_widths)):
+            expected = (b, w_lstm, height >> level, width >> level)
+            if tuple(h.shape) != expected or tuple(c.shape) != expected:
+                raise ValueError(
+                    f"state of level {level} has shape {tuple(h.shape)}, expected {expected}: "
+                    "was it made for another batch size, frame size or model?"
+                )
+
+    # -- forward -------------------------------------------------------------------------------
+
+    def forward(
+        self, x: torch.Tensor, state: Sequence[LSTMState] | None = None
+    ) -> tuple[torch.Tensor, ULSTMState]:
+        if x.dim() != 5:
+            raise ValueError(f"U-LSTM expects (B, T, C, H, W), got shape {tuple(x.shape)}")
+        b, t, c_in, height, width = x.shape
+        if c_in != self.config.in_channels:
+            raise ValueError(f"expected {self.config.in_channels} input channels, got {c_in}")
+        self._check_size(height, width)
+        if state is not None:
+            self._check_state(state, x)
+
+        skips: list[torch.Tensor] = []  # each (B*T, w_l, H_l, W_l)
+        new_state: list[LSTMState] = []
+        seq = x
+        for level, (lstm, conv) in enumerate(zip(self.lstms, self.convs)):
+            if level > 0:
+                pooled = F.max_pool2d(skips[-1], 2)
+                seq = pooled.view(b, t, *pooled.shape[1:])
+            h_seq, level_state = lstm(seq, None if state is None else state[level])
+            new_state.append(level_state)
+            # Not in place: for T == 1, h_seq is a view of the returned state.
+            y = F.leaky_relu(h_seq.flatten(0, 1), _LEAK)
+            skips.append(conv(y))
+
+        z = self.bottleneck(skips[-1])
+        for dec, skip in zip(self.decoders, reversed(skips[:-1])):
+            z = dec(torch.cat([upsample_to(z, skip), skip], dim=1))
+        logits = self.head(z)
+        return logits.view(b, t, *logits.shape[1:]), tuple(new_state)

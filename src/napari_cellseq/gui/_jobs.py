@@ -1,0 +1,110 @@
+"""Job functions the widgets hand to :class:`~napari_cellseq.gui._workers.Job`.
+
+They run in the worker (thread or child process) on array snapshots, never on layers, and are
+module-level so that the process mode can pickle them by name. Each is a generator of core
+events and accepts ``stop``, a zero-argument callable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from ..core.config import DataConfig, ModelConfig, TrainConfig
+from ..core.data.dataset import annotated_frames
+from ..core.errors import InputError
+from ..core.events import CheckpointSaved, Event, Validation
+from ..core.metrics import evaluate
+from ..core.pipeline import FrameLabels, segment_events
+from ..core.training import train
+
+__all__ = ["train_job", "segment_job", "training_frames"]
+
+
+def training_frames(labels: np.ndarray, validation_frame: int | None) -> list[int] | None:
+    """Annotated frames of ``labels`` without ``validation_frame`` (None: let the core decide)."""
+    if validation_frame is None:
+        return None
+    frames = annotated_frames(labels)
+    if validation_frame not in frames:
+        raise InputError(
+            f"validation frame {validation_frame} has no annotation: paint it completely, "
+            "or choose an annotated frame (or none) for validation"
+        )
+    frames.remove(validation_frame)
+    if not frames:
+        raise InputError(
+            f"frame {validation_frame} is the only annotated frame, so nothing is left to train on: "
+            "annotate another frame or set validation to none"
+        )
+    return frames
+
+
+def validation_scores(image: np.ndarray, labels: np.ndarray, frame: int, model_path: str,
+                      device: str, background: int | None,
+                      stop: Callable[[], bool] | None = None) -> dict | None:
+    """Scores (``seg``, ``ap50``, ``dice``...) of the model on ``frame``; None if stopped."""
+    predicted = None
+    for event in segment_events(image, model_path, device=device, frames=[frame], stop=stop):
+        if isinstance(event, FrameLabels):
+            predicted = event.labels
+    if predicted is None:
+        return None
+    truth = (labels if labels.ndim == 2 else labels[frame]).astype(np.int64)
+    if background is not None:
+        truth[truth == background] = 0
+    return evaluate(truth, predicted.astype(np.int64))
+
+
+def train_job(
+    *,
+    image: np.ndarray,
+    labels: np.ndarray,
+    out_path: str | os.PathLike,
+    model_config: ModelConfig | None,
+    data_config: DataConfig,
+    train_config: TrainConfig,
+    init: str | None = None,
+    partial_frames: tuple[int, ...] = (),
+    background_label: int | None = None,
+    validation_frame: int | None = None,
+    stop: Callable[[], bool],
+) -> Iterator[Event]:
+    """:func:`~napari_cellseq.core.training.train` plus validation at every checkpoint.
+
+    ``validation_frame`` (fully annotated) is left out of training; after each
+    ``CheckpointSaved`` the saved model segments it and a ``Validation`` event with
+    :func:`~napari_cellseq.core.metrics.evaluate` scores of that frame follows.
+    """
+    if validation_frame is not None and validation_frame in partial_frames:
+        raise InputError(
+            f"validation frame {validation_frame} is marked partly annotated: validation needs a "
+            "completely annotated frame; unmark it or choose another frame"
+        )
+    frames = training_frames(labels, validation_frame)
+    events = train(
+        image, labels, out_path, model_config=model_config, data_config=data_config,
+        train_config=train_config, frames=frames, init=init, stop=stop,
+        partial_frames=tuple(partial_frames), background_label=background_label,
+    )
+    for event in events:
+        yield event
+        if validation_frame is not None and isinstance(event, CheckpointSaved):
+            scores = validation_scores(image, labels, validation_frame, event.path,
+                                       train_config.device, background_label)
+            if scores is not None:
+                yield Validation(iteration=event.iteration, scores=scores)
+
+
+def segment_job(
+    *,
+    image: np.ndarray,
+    model_path: str,
+    device: str = "auto",
+    frames: list[int] | None = None,
+    stop: Callable[[], bool],
+) -> Iterator[Event]:
+    """:func:`~napari_cellseq.core.pipeline.segment_events` on a snapshot."""
+    yield from segment_events(image, model_path, device=device, frames=frames, stop=stop)

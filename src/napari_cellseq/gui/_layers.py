@@ -1,0 +1,178 @@
+"""Layer <-> array adapters and output-layer naming (no widgets here).
+
+Arrays leave layers only as copies (:func:`snapshot`), so a worker never sees a layer and the
+user can keep painting while training runs. Output layers get names that never collide with an
+existing layer (:func:`unique_name`), so the user's layers are never overwritten.
+
+Annotation layers carry two metadata entries that the Train widget reads:
+
+* ``cellseq_partial_frames``: sorted list of frames that are only partly annotated (their
+  unpainted pixels are ignored instead of counted as background);
+* ``cellseq_background_label``: the label value that means "background" in those frames
+  (default :data:`BACKGROUND_LABEL` = 65535).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..core.errors import InputError
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = [
+    "BACKGROUND_LABEL",
+    "PARTIAL_KEY",
+    "BACKGROUND_KEY",
+    "unique_name",
+    "snapshot",
+    "image_snapshot",
+    "new_labels_layer",
+    "partial_frames",
+    "set_partial",
+    "background_label",
+    "set_background_label",
+    "frame_summary",
+    "current_frame",
+    "put_frame",
+    "labels_dtype",
+]
+
+BACKGROUND_LABEL = 65535
+PARTIAL_KEY = "cellseq_partial_frames"
+BACKGROUND_KEY = "cellseq_background_label"
+
+
+def unique_name(viewer: napari.viewer.Viewer, base: str) -> str:
+    """``base`` if no layer has that name, else ``"base [2]"``, ``"base [3]"``, ..."""
+    names = {layer.name for layer in viewer.layers}
+    if base not in names:
+        return base
+    n = 2
+    while f"{base} [{n}]" in names:
+        n += 1
+    return f"{base} [{n}]"
+
+
+def snapshot(layer: napari.layers.Layer) -> np.ndarray:
+    """A private copy of ``layer.data`` (taken on the main thread before a worker starts)."""
+    if getattr(layer, "multiscale", False):
+        raise InputError(
+            f"layer {layer.name!r} is multiscale: open the full-resolution image as a single-scale layer"
+        )
+    return np.array(layer.data, copy=True)
+
+
+def image_snapshot(layer: napari.layers.Image) -> np.ndarray:
+    """A copy of an image layer as ``(Y, X)`` or ``(T, Y, X)``; RGB and 4-D data are refused."""
+    if getattr(layer, "rgb", False):
+        raise InputError(
+            f"layer {layer.name!r} is RGB: convert it to a single grey channel "
+            "(e.g. Layers > Split RGB) and pick one channel"
+        )
+    if layer.ndim not in (2, 3):
+        raise InputError(
+            f"layer {layer.name!r} has {layer.ndim} dimensions {layer.data.shape}: "
+            "napari-cellseq needs (Y, X) images or (T, Y, X) movies; split channels/planes first"
+        )
+    return snapshot(layer)
+
+
+def new_labels_layer(
+    viewer: napari.viewer.Viewer,
+    image: napari.layers.Image,
+    suffix: str,
+    dtype: type = np.uint16,
+    metadata: dict | None = None,
+) -> napari.layers.Labels:
+    """Add an empty Labels layer matching ``image`` (shape, scale, translate), named uniquely."""
+    shape = tuple(image.data.shape[: image.ndim])
+    layer = viewer.add_labels(
+        np.zeros(shape, dtype=dtype),
+        name=unique_name(viewer, f"{image.name} {suffix}"),
+        scale=image.scale,
+        translate=image.translate,
+        metadata=dict(metadata or {}),
+    )
+    return layer
+
+
+def partial_frames(layer: napari.layers.Labels) -> tuple[int, ...]:
+    """Frames marked partly annotated in ``layer.metadata`` (sorted)."""
+    return tuple(sorted(int(t) for t in layer.metadata.get(PARTIAL_KEY, ())))
+
+
+def set_partial(layer: napari.layers.Labels, frame: int, partial: bool) -> None:
+    """Mark or unmark ``frame`` of ``layer`` as partly annotated."""
+    frames = set(partial_frames(layer))
+    if partial:
+        frames.add(int(frame))
+    else:
+        frames.discard(int(frame))
+    layer.metadata[PARTIAL_KEY] = sorted(frames)
+
+
+def background_label(layer: napari.layers.Labels) -> int:
+    """The explicit background label value of ``layer`` (default :data:`BACKGROUND_LABEL`)."""
+    return int(layer.metadata.get(BACKGROUND_KEY, BACKGROUND_LABEL))
+
+
+def set_background_label(layer: napari.layers.Labels, value: int) -> None:
+    """Store the explicit background label value of ``layer``."""
+    layer.metadata[BACKGROUND_KEY] = int(value)
+
+
+def frame_summary(data: np.ndarray, background: int | None = None) -> dict[int, int]:
+    """``{frame: number of objects}`` for every frame of ``data (T, Y, X)`` or ``(Y, X)`` with labels.
+
+    Pixels equal to ``background`` are not counted as objects (but make a frame annotated).
+    """
+    movie = np.asarray(data)
+    movie = movie[None] if movie.ndim == 2 else movie
+    flat = movie.reshape(movie.shape[0], -1)
+    out = {}
+    for t in np.flatnonzero(flat.any(axis=1)):
+        ids = np.unique(flat[t])
+        ids = ids[(ids != 0) & (ids != (background if background is not None else 0))]
+        out[int(t)] = int(ids.size)
+    return out
+
+
+def current_frame(viewer: napari.viewer.Viewer, layer: napari.layers.Layer) -> int:
+    """The frame of ``layer`` shown by the viewer (0 for a single 2-D image)."""
+    if layer.ndim < 3:
+        return 0
+    try:
+        position = layer.world_to_data(viewer.dims.point)
+        t = int(round(float(position[0])))
+    except Exception:  # noqa: BLE001 - older napari / odd transforms: fall back to the slider
+        t = int(viewer.dims.current_step[0])
+    return int(np.clip(t, 0, layer.data.shape[0] - 1))
+
+
+def labels_dtype(max_id: int) -> type:
+    """uint16 when every id fits, else uint32."""
+    return np.uint16 if max_id <= 65535 else np.uint32
+
+
+def put_frame(layer: napari.layers.Labels, frame: int, labels: np.ndarray) -> None:
+    """Write ``labels (Y, X)`` into frame ``frame`` of ``layer`` (upcasting to uint32 if needed)."""
+    labels = np.asarray(labels)
+    data = layer.data
+    top = int(labels.max()) if labels.size else 0
+    if top > np.iinfo(data.dtype).max:
+        data = data.astype(np.uint32)
+        if data.ndim == 2:
+            data[...] = labels
+        else:
+            data[frame] = labels
+        layer.data = data
+        return
+    if data.ndim == 2:
+        data[...] = labels
+    else:
+        data[frame] = labels
+    layer.refresh()

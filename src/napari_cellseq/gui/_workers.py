@@ -1,0 +1,240 @@
+"""Run a core event generator off the GUI thread and deliver its events on the GUI thread.
+
+This module is the one place that decides *where* long work runs:
+
+``"thread"`` (default)
+    a daemon :class:`threading.Thread` in the napari process. Torch releases the GIL inside
+    its kernels, so the event loop stays responsive (measured by
+    ``benchmarks/gui_responsiveness.py``).
+``"process"``
+    a child process from the ``spawn`` context. The job function and its arguments are pickled
+    to the child, events come back pickled. Costs a few seconds of start-up (the child imports
+    torch) but shares no GIL with the GUI.
+
+Set ``NAPARI_CELLSEQ_WORKER=process`` (or pass ``mode=``) to choose the child process.
+
+In both modes the worker puts ``("event", e)``, ``("error", exc, traceback)`` and finally
+``("end",)`` into a queue; a :class:`~qtpy.QtCore.QTimer` on the GUI thread drains it and
+re-emits :attr:`Job.received`, :attr:`Job.failed` and :attr:`Job.finished`. The worker never
+touches a widget or a layer. Stopping is cooperative: the job function receives ``stop``, a
+zero-argument callable that turns True after :meth:`Job.stop`.
+
+A job function is a module-level callable ``func(*, stop, **kwargs) -> Iterator[Event]`` (it
+must be importable by name for the process mode).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import pickle
+import queue as queue_mod
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import Any
+
+from qtpy.QtCore import QObject, QTimer, Signal
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Job", "default_mode", "MODES"]
+
+MODES = ("thread", "process")
+_POLL_MS = 25
+_DRAIN_BUDGET_S = 0.02  # at most this long delivering events per timer tick
+_JOIN_TIMEOUT_S = 10.0
+
+
+def default_mode() -> str:
+    """``NAPARI_CELLSEQ_WORKER`` if set to a valid mode, else ``"thread"``."""
+    mode = os.environ.get("NAPARI_CELLSEQ_WORKER", "thread").strip().lower()
+    return mode if mode in MODES else "thread"
+
+
+def _picklable_error(exc: BaseException) -> BaseException:
+    """``exc`` itself if it survives pickling, else a RuntimeError with its text."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:  # noqa: BLE001 - any unpicklable exception
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+
+
+def _drive(func: Callable[..., Iterator[Any]], kwargs: dict, put: Callable[[tuple], None],
+           stop: Callable[[], bool]) -> None:
+    """Run ``func(stop=stop, **kwargs)`` to the end, putting every event, error and the end."""
+    try:
+        for event in func(stop=stop, **kwargs):
+            put(("event", event))
+    except BaseException as exc:  # noqa: BLE001 - every failure must reach the GUI
+        put(("error", _picklable_error(exc), traceback.format_exc()))
+    finally:
+        put(("end",))
+
+
+def _child_main(func, kwargs, out_queue, stop_event) -> None:
+    """Entry point of the child process (process mode)."""
+    _drive(func, kwargs, out_queue.put, stop_event.is_set)
+
+
+class _Handle:
+    """The non-Qt parts of a running job (so cleanup works after the widget is gone)."""
+
+    def __init__(self, mode: str):
+        self.mode = mode
+        if mode == "process":
+            ctx = mp.get_context("spawn")
+            self.queue = ctx.Queue()
+            self.stop_event = ctx.Event()
+        else:
+            self.queue = queue_mod.SimpleQueue()
+            self.stop_event = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.process = None
+
+    def alive(self) -> bool:
+        if self.process is not None:
+            return self.process.is_alive()
+        return self.thread is not None and self.thread.is_alive()
+
+    def shutdown(self, timeout: float = _JOIN_TIMEOUT_S) -> None:
+        """Ask the worker to stop and wait up to ``timeout`` s (a child process is then killed)."""
+        self.stop_event.set()
+        if self.thread is not None:
+            self.thread.join(timeout)
+        if self.process is not None:
+            self.process.join(timeout)
+            if self.process.is_alive():
+                logger.warning("worker process did not stop in %.0f s: terminating it", timeout)
+                self.process.terminate()
+                self.process.join(2.0)
+
+
+def _shutdown_handle(handle: _Handle, *_args) -> None:
+    """Slot for ``QObject.destroyed``: end the worker of a widget that is being deleted."""
+    if handle.alive():
+        handle.shutdown()
+
+
+class Job(QObject):
+    """One run of a job function in a worker; events arrive as Qt signals on the GUI thread.
+
+    Parameters
+    ----------
+    func : module-level job function ``func(*, stop, **kwargs) -> Iterator[Event]``.
+    kwargs : its arguments (snapshots of layer data, configs, paths; never layers or widgets).
+    mode : ``"thread"`` or ``"process"``; default :func:`default_mode`.
+    parent : the widget that owns the job; when it is destroyed (napari closes) the worker is
+        told to stop and joined, so closing napari never hangs on or orphans a worker.
+
+    Signals
+    -------
+    received(object) : each event yielded by ``func``, in order.
+    failed(object, str) : the exception raised by ``func`` and its formatted traceback.
+    finished() : always emitted once, last (after the final event or after ``failed``).
+    """
+
+    received = Signal(object)
+    failed = Signal(object, str)
+    finished = Signal()
+
+    def __init__(self, func: Callable[..., Iterator[Any]], kwargs: dict, mode: str | None = None,
+                 parent: QObject | None = None):
+        super().__init__(parent)
+        mode = mode or default_mode()
+        if mode not in MODES:
+            raise ValueError(f"unknown worker mode {mode!r}: use one of {MODES}")
+        self.mode = mode
+        self._func = func
+        self._kwargs = kwargs
+        self._handle = _Handle(mode)
+        self._ended = False
+        self._timer = QTimer(self)
+        self._timer.setInterval(_POLL_MS)
+        self._timer.timeout.connect(self._poll)
+        if parent is not None:
+            parent.destroyed.connect(partial(_shutdown_handle, self._handle))
+
+    @property
+    def running(self) -> bool:
+        """True from :meth:`start` until :attr:`finished` has been emitted."""
+        return self._timer.isActive()
+
+    def start(self) -> None:
+        """Start the worker and the polling timer."""
+        h = self._handle
+        if h.mode == "process":
+            ctx = mp.get_context("spawn")
+            h.process = ctx.Process(
+                target=_child_main, args=(self._func, self._kwargs, h.queue, h.stop_event),
+                daemon=True, name="napari-cellseq worker",
+            )
+            h.process.start()
+        else:
+            h.thread = threading.Thread(
+                target=_drive, args=(self._func, self._kwargs, h.queue.put, h.stop_event.is_set),
+                daemon=True, name="napari-cellseq worker",
+            )
+            h.thread.start()
+        self._kwargs = None  # drop the snapshots: the worker holds them now
+        self._timer.start()
+
+    def stop(self) -> None:
+        """Ask the work to end at its next step (cooperative; weights are kept by the core)."""
+        self._handle.stop_event.set()
+
+    def shutdown(self, timeout: float = _JOIN_TIMEOUT_S) -> None:
+        """Stop and wait for the worker (used when the owner closes); no further signals."""
+        self._timer.stop()
+        self._handle.shutdown(timeout)
+
+    def _poll(self) -> None:
+        """Deliver queued messages for at most ``_DRAIN_BUDGET_S`` seconds."""
+        deadline = time.perf_counter() + _DRAIN_BUDGET_S
+        q = self._handle.queue
+        while time.perf_counter() < deadline:
+            try:
+                message = q.get_nowait()
+            except queue_mod.Empty:
+                break
+            if self._deliver(message):
+                return
+        else:
+            return
+        # Queue empty: a child that died without saying "end" (killed, crashed) is an error.
+        if self._handle.process is not None and not self._handle.process.is_alive():
+            code = self._handle.process.exitcode
+            try:
+                message = q.get(timeout=0.2)  # the feeder thread may still be flushing
+            except queue_mod.Empty:
+                message = None
+            if message is not None:
+                self._deliver(message)
+                return
+            self._deliver(("error", RuntimeError(
+                f"the worker process ended unexpectedly (exit code {code}); "
+                "it may have run out of memory: try a smaller crop size or batch size"), ""))
+            self._deliver(("end",))
+
+    def _deliver(self, message: tuple) -> bool:
+        """Emit the signal for one queue message; True once the job has ended."""
+        kind = message[0]
+        if kind == "event":
+            self.received.emit(message[1])
+            return False
+        if kind == "error":
+            self.failed.emit(message[1], message[2])
+            return False
+        self._timer.stop()
+        if self._handle.thread is not None:
+            self._handle.thread.join(1.0)
+        if self._handle.process is not None:
+            self._handle.process.join(2.0)
+        if not self._ended:
+            self._ended = True
+            self.finished.emit()
+        return True

@@ -1,0 +1,117 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from napari_cellseq.core.checkpoint import load_checkpoint
+from napari_cellseq.core.config import DataConfig, ModelConfig, TrainConfig
+from napari_cellseq.core.errors import CellseqError, InputError
+from napari_cellseq.core.events import CheckpointSaved, Done, Started, Step
+from napari_cellseq.core.training import fit, train
+
+TINY = dict(
+    model_config=ModelConfig(base_channels=4),
+    data_config=DataConfig(crop_size=48),
+)
+
+
+def test_events_in_order_and_model_on_disk(small_movie, tmp_path):
+    image, labels = small_movie
+    out = tmp_path / "m.pt"
+    events = list(train(image, labels, out, train_config=TrainConfig(iterations=3, max_time=None, batch_size=2), **TINY))
+    assert isinstance(events[0], Started) and events[0].device == "cpu"
+    steps = [e for e in events if isinstance(e, Step)]
+    assert [s.iteration for s in steps] == [1, 2, 3]
+    assert all(np.isfinite(s.loss) for s in steps)
+    assert steps[-1].fraction == 1.0
+    assert isinstance(events[-2], CheckpointSaved) and isinstance(events[-1], Done)
+    assert events[-1].reason == "iterations"
+    ckpt = load_checkpoint(out)
+    assert ckpt.training["iterations"] == 3
+    assert ckpt.model_config.base_channels == 4 and ckpt.data_config.crop_size == 48
+
+
+def test_stop_keeps_weights(small_movie, tmp_path):
+    image, labels = small_movie
+    out = tmp_path / "m.pt"
+    seen = []
+    events = train(image, labels, out, train_config=TrainConfig(iterations=1000, max_time=None, batch_size=1),
+                   stop=lambda: len(seen) >= 2, **TINY)
+    for e in events:
+        if isinstance(e, Step):
+            seen.append(e)
+        last = e
+    assert last.reason == "stopped" and last.iteration == 2
+    assert load_checkpoint(out).training["iterations"] == 2
+
+
+def test_time_budget_ends_training(small_movie, tmp_path):
+    image, labels = small_movie
+    events = list(train(image, labels, tmp_path / "m.pt", train_config=TrainConfig(max_time=0.5, batch_size=1), **TINY))
+    assert events[-1].reason == "time"
+
+
+def test_training_reduces_loss_and_is_seeded(small_movie, tmp_path):
+    image, labels = small_movie
+    cfg = TrainConfig(iterations=25, max_time=None, batch_size=2, seed=3)
+
+    def losses(path):
+        return [e.loss for e in train(image, labels, path, train_config=cfg, **TINY) if isinstance(e, Step)]
+
+    a, b = losses(tmp_path / "a.pt"), losses(tmp_path / "b.pt")
+    assert a == pytest.approx(b, rel=1e-5)
+    assert np.mean(a[-5:]) < np.mean(a[:5])
+
+
+def test_continue_from_init_adds_iterations(small_movie, tmp_path):
+    image, labels = small_movie
+    first = fit(image, labels, tmp_path / "a.pt", train_config=TrainConfig(iterations=2, max_time=None, batch_size=1), **TINY)
+    second = fit(image, labels, tmp_path / "b.pt", init=tmp_path / "a.pt",
+                 train_config=TrainConfig(iterations=2, max_time=None, batch_size=1))
+    assert second.training["iterations"] == 4
+    assert second.model_config == first.model_config
+
+
+def test_init_with_other_model_is_refused(small_movie, tmp_path):
+    image, labels = small_movie
+    fit(image, labels, tmp_path / "a.pt", train_config=TrainConfig(iterations=1, max_time=None, batch_size=1), **TINY)
+    with pytest.raises(InputError, match="--init holds a 'unet'"):
+        next(train(image, labels, tmp_path / "b.pt", model_config=ModelConfig(name="ulstm"),
+                   init=tmp_path / "a.pt", train_config=TrainConfig(iterations=1)))
+
+
+def test_budget_is_required(small_movie, tmp_path):
+    image, labels = small_movie
+    with pytest.raises(CellseqError, match="budget"):
+        next(train(image, labels, tmp_path / "m.pt", train_config=TrainConfig(iterations=None, max_time=None)))
+
+
+def test_sparse_annotations_train_temporal_model(small_movie, tmp_path):
+    """Only frames 0 and 5 painted: U-LSTM trains on the whole movie and segments all frames."""
+    from napari_cellseq.core.pipeline import segment
+
+    image, labels = small_movie
+    painted = np.zeros_like(labels)
+    painted[[0, 5]] = labels[[0, 5]]
+    ckpt = fit(image, painted, tmp_path / "u.pt", model_config=ModelConfig(name="ulstm", base_channels=4),
+               data_config=DataConfig(crop_size=32),
+               train_config=TrainConfig(iterations=4, max_time=None, batch_size=1, unroll=3))
+    assert ckpt.training["frames"] == [0, 5]
+    out = segment(image, ckpt, device="cpu")
+    assert out.shape == image.shape and out.dtype == np.uint16
+
+
+def test_diverging_training_raises_and_keeps_last_good_weights(small_movie, tmp_path, monkeypatch):
+    import napari_cellseq.core.training as training
+
+    image, labels = small_movie
+    out = tmp_path / "m.pt"
+    fit(image, labels, out, train_config=TrainConfig(iterations=1, max_time=None, batch_size=1), **TINY)
+    before = out.read_bytes()
+    real = training.weighted_cross_entropy
+    monkeypatch.setattr(training, "weighted_cross_entropy", lambda *a: real(*a) * float("nan"))
+    with pytest.raises(CellseqError, match="diverged"):
+        list(train(image, labels, out, train_config=TrainConfig(iterations=5, max_time=None, batch_size=1), **TINY))
+    assert out.read_bytes() == before  # the file on disk still holds the last good weights
+    load_checkpoint(out)

@@ -1,0 +1,95 @@
+"""Segment widget (new output layers, frames, stop) and Export widget (TIFF, CTC, models)."""
+
+from __future__ import annotations
+
+import numpy as np
+import tifffile
+
+from napari_cellseq.core.checkpoint import load_checkpoint
+from napari_cellseq.gui.export_widget import CTC, STACK, ExportWidget
+from napari_cellseq.gui.segment_widget import SegmentWidget
+
+from cellseq_gui_helpers import errors
+
+
+def _wait_segment(qtbot, widget, timeout=120_000):
+    qtbot.waitUntil(lambda: not widget.state.segmenting and widget.job is None, timeout=timeout)
+
+
+def test_segment_all_then_current_frame(make_napari_viewer, qtbot, small_movie, trained_unet,
+                                        notifications):
+    image, labels = small_movie
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="cells")
+    widget = SegmentWidget(viewer)
+    assert not widget.run_button.isEnabled()  # no model yet
+    assert widget.load_model(trained_unet)
+    assert widget.run_button.isEnabled()
+    widget.device_combo.setCurrentText("cpu")
+    widget.run_button.click()
+    _wait_segment(qtbot, widget)
+    assert not errors(notifications), notifications
+    out = viewer.layers["cells (segmentation)"]
+    assert out.data.shape == image.shape and out.data.dtype == np.uint16
+    assert all(out.data[t].max() >= 3 for t in range(4))  # cells found in every frame
+    assert widget.progress.value() == 4
+
+    viewer.dims.set_current_step(0, 2)
+    widget.frames_combo.setCurrentText("current frame")
+    widget.start()
+    _wait_segment(qtbot, widget)
+    second = viewer.layers["cells (segmentation) [2]"]
+    assert second.data[2].max() > 0 and not second.data[[0, 1, 3]].any()
+    assert viewer.layers["cells (segmentation)"].data.any()  # the first result is untouched
+
+
+def test_segment_bad_model_file_shows_error(make_napari_viewer, qtbot, small_movie, tmp_path,
+                                            notifications):
+    viewer = make_napari_viewer()
+    viewer.add_image(small_movie[0], name="cells")
+    widget = SegmentWidget(viewer)
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a model")
+    assert not widget.load_model(str(bad))
+    assert errors(notifications)
+    widget.state.model_path = str(bad)  # e.g. the file was damaged after loading
+    widget.start()
+    _wait_segment(qtbot, widget)
+    assert len(errors(notifications)) == 2 and "failed" in widget.status.text()
+
+
+def test_export_stack_ctc_and_models(make_napari_viewer, small_movie, trained_unet, tmp_path,
+                                     notifications):
+    _, labels = small_movie
+    viewer = make_napari_viewer()
+    viewer.add_labels(labels.astype(np.int32), name="result")
+    widget = ExportWidget(viewer)
+    widget.format_combo.setCurrentText(STACK)
+    widget.path_edit.setText(str(tmp_path / "labels.tif"))
+    paths = widget.export_labels()
+    back = tifffile.imread(paths[0])
+    assert back.dtype == np.uint16 and np.array_equal(back, labels)
+    assert widget.export_labels() == []  # exists, overwrite not ticked
+    assert "overwrite" in errors(notifications)[-1]
+    widget.overwrite_check.setChecked(True)
+    assert widget.export_labels() == paths
+
+    widget.overwrite_check.setChecked(False)
+    widget.format_combo.setCurrentText(CTC)
+    widget.path_edit.setText(str(tmp_path / "01_RES"))
+    paths = widget.export_labels()
+    assert [p.name for p in paths] == ["mask000.tif", "mask001.tif", "mask002.tif", "mask003.tif"]
+    for t, p in enumerate(paths):
+        frame = tifffile.imread(p)
+        assert frame.dtype == np.uint16 and np.array_equal(frame, labels[t])
+
+    viewer.layers["result"].data = labels.astype(np.uint32) * 10_000  # ids above 65535
+    widget.format_combo.setCurrentText(STACK)
+    widget.path_edit.setText(str(tmp_path / "big.tif"))
+    assert tifffile.imread(widget.export_labels()[0]).dtype == np.uint32
+
+    assert not widget.save_model_button.isEnabled()
+    assert widget.load_model(trained_unet)
+    assert widget.save_model_button.isEnabled()
+    saved = widget.save_model(tmp_path / "copy.pt")
+    assert load_checkpoint(saved).model_config.name == "unet"
