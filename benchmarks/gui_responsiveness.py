@@ -23,6 +23,7 @@ repeated ``--repeats`` times; the median is reported.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -42,18 +43,24 @@ def _configs(args):
     )
 
 
+WARMUP_STEPS = 2  # the first steps allocate memory and pick kernels: not counted
+
+
+def steady_rate(elapsed: list[float]) -> float:
+    """Steps/s after the warm-up steps, from the ``Step.elapsed`` clock of the training loop."""
+    k = min(WARMUP_STEPS, len(elapsed) - 2)
+    return (len(elapsed) - 1 - k) / (elapsed[-1] - elapsed[k])
+
+
 def headless(image, labels, args, out) -> dict:
     """Steps/s of the plain core loop."""
-    from napari_cellseq.core.events import Done
+    from napari_cellseq.core.events import Step
     from napari_cellseq.core.training import train
 
     model, data, cfg = _configs(args)
     t0 = time.perf_counter()
-    done = None
-    for event in train(image, labels, out, model, data, cfg):
-        if isinstance(event, Done):
-            done = event
-    return {"steps_per_s": done.iteration / done.elapsed, "wall_s": time.perf_counter() - t0}
+    elapsed = [e.elapsed for e in train(image, labels, out, model, data, cfg) if isinstance(e, Step)]
+    return {"steps_per_s": steady_rate(elapsed), "wall_s": time.perf_counter() - t0}
 
 
 class StallMeter:
@@ -101,10 +108,9 @@ def in_napari(viewer, image, labels, args, mode: str, out) -> dict:
     from napari_cellseq.gui.train_widget import TrainWidget
 
     app = QApplication.instance()
-    for layer in list(viewer.layers):
-        viewer.layers.remove(layer)
-    viewer.add_image(image, name="bench")
-    viewer.add_labels(labels, name="bench annotations")
+    if "bench" not in viewer.layers:  # (removing layers under Xvfb's software GL may crash vispy)
+        viewer.add_image(image, name="bench")
+        viewer.add_labels(labels, name="bench annotations")
     widget = TrainWidget(viewer)
     dock = viewer.window.add_dock_widget(widget, name=f"Train {mode}")
     widget.model_combo.setCurrentText(args.model)
@@ -114,11 +120,14 @@ def in_napari(viewer, image, labels, args, mode: str, out) -> dict:
     widget.batch_spin.setValue(args.batch)
     widget.device_combo.setCurrentText(args.device)
     widget.path_edit.setText(str(out))
-    first_step = []
+    first_step: list[float] = []
+    elapsed: list[float] = []
 
     def on_event(event):
-        if isinstance(event, Step) and not first_step:
-            first_step.append(time.perf_counter())
+        if isinstance(event, Step):
+            if not first_step:
+                first_step.append(time.perf_counter())
+            elapsed.append(event.elapsed)
 
     meter = StallMeter(10)
     old = _workers.default_mode
@@ -140,7 +149,7 @@ def in_napari(viewer, image, labels, args, mode: str, out) -> dict:
     if done is None:
         raise RuntimeError(f"training in napari ({mode}) failed: {widget.status.text()}")
     result = {
-        "steps_per_s": done.iteration / done.elapsed,
+        "steps_per_s": steady_rate(elapsed),
         "startup_s": first_step[0] - t0 if first_step else float("nan"),
         "stall_ms": meter.longest_stall_ms(),
         "p99_ms": meter.p99_stall_ms(),
@@ -161,7 +170,12 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=192)
     parser.add_argument("--modes", nargs="+", default=["thread", "process"])
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--omp-active", action="store_true",
+                        help="keep OpenMP's default busy-waiting (by default OMP_WAIT_POLICY=PASSIVE "
+                             "is set for every run, headless included, before torch is imported)")
     args = parser.parse_args(argv)
+    if not args.omp_active:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     import tempfile
     from pathlib import Path
@@ -176,9 +190,12 @@ def main(argv=None) -> int:
     labels[::2] = truth[::2]
     tmp = Path(tempfile.mkdtemp(prefix="cellseq-bench-"))
     print(f"{args.model}, {args.iterations} iterations, crop {args.crop}, batch {args.batch}, "
-          f"device {args.device}, movie {image.shape}, torch threads {torch.get_num_threads()}",
+          f"device {args.device}, movie {image.shape}, torch threads {torch.get_num_threads()}, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')}, load {os.getloadavg()[0]:.1f}",
           flush=True)
     viewer = napari.Viewer(show=True)
+    warm = argparse.Namespace(**{**vars(args), "iterations": 3})
+    headless(image, labels, warm, tmp / "warmup.pt")  # first use of torch in this process
     results: dict[str, list[dict]] = {"headless": []}
     results.update({m: [] for m in args.modes})
     for r in range(args.repeats):

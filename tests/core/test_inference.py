@@ -30,7 +30,7 @@ def test_stateful_inference_equals_unrolled_sequence():
     torch.manual_seed(0)
     model = build_model(default_model_config("ulstm", base_channels=4)).eval()
     movie = np.random.default_rng(1).random((5, 24, 40)).astype(np.float32)
-    stateful = dict(Predictor(model, torch.device("cpu"), warmup=2).predict(movie))
+    stateful = dict(Predictor(model, torch.device("cpu"), warmup=2, margin=0).predict(movie))
     order, lead = temporal_order(list(range(5)), 2)
     x = torch.from_numpy(movie[order])[None, :, None]  # (1, T', 1, Y, X)
     with torch.no_grad():
@@ -59,3 +59,11 @@ def test_stop_ends_prediction_early():
 
     got = list(Predictor(model, torch.device("cpu")).predict(movie, stop=stop))
     assert len(got) == 2
+
+
+def test_margin_pads_with_background_and_crops_back():
+    model = build_model(default_model_config("unet", base_channels=4)).eval()
+    movie = np.random.default_rng(3).random((1, 30, 45)).astype(np.float32)
+    for margin in (0, 16):
+        out = dict(Predictor(model, torch.device("cpu"), margin=margin).predict(movie))
+        assert out[0].shape == (3, 30, 45)

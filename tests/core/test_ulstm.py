@@ -11,6 +11,16 @@ from napari_cellseq.core.models.convlstm import ConvLSTMCell
 from napari_cellseq.core.models.ulstm import ULSTM, detach_state
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These tensors are tiny: a second OpenMP thread only adds synchronisation, which on a busy
+    2-core machine made the sequence tests ~100x slower (seconds instead of tens of ms)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def small(base: int = 4, depth: int = 4, **kw) -> ULSTM:
     torch.manual_seed(0)
     return build_model(ModelConfig(name="ulstm", base_channels=base, depth=depth, **kw))
@@ -121,6 +131,7 @@ def test_state_none_equals_zero_state():
         b, sb = model(x, model.init_state(2, 16, 24))
     torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
     for (ha, ca), (hb, cb) in zip(sa, sb):
+        torch.testing.assert_close(ha, hb, atol=1e-6, rtol=0)
         torch.testing.assert_close(ca, cb, atol=1e-6, rtol=0)
 
 

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
-def small_movie():
+def gui_movie():
     """(image, labels): a (4, 96, 96) uint16 synthetic time-lapse and its exact labels."""
     from napari_cellseq.core.synthetic import synthetic_timelapse
 
@@ -27,21 +27,34 @@ def small_movie():
 
 
 @pytest.fixture(scope="session")
-def trained_unet(small_movie, tmp_path_factory) -> str:
-    """A small U-Net trained headlessly (30 steps) that finds cells in ``small_movie``."""
+def trained_unet(gui_movie, tmp_path_factory) -> str:
+    """A small U-Net trained headlessly (30 steps) that finds cells in ``gui_movie``."""
+    import torch
+
+    image, labels = gui_movie
+    path = tmp_path_factory.mktemp("model") / "unet.pt"
+    # One intra-op thread: on a loaded 2-core machine OpenMP's busy-waiting threads make the
+    # main thread's training up to 20x slower (see benchmarks/gui_responsiveness.py).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _fit_small_unet(image, labels, path)
+    finally:
+        torch.set_num_threads(threads)
+    return str(path)
+
+
+def _fit_small_unet(image, labels, path) -> None:
     from napari_cellseq.core.config import DataConfig, TrainConfig
     from napari_cellseq.core.models import default_model_config
     from napari_cellseq.core.training import fit
 
-    image, labels = small_movie
     annotations = labels.copy()
     annotations[2:] = 0
-    path = tmp_path_factory.mktemp("model") / "unet.pt"
     fit(image, annotations, path,
         model_config=default_model_config("unet", base_channels=8, depth=3),
         data_config=DataConfig(crop_size=64, augment_elastic=False),
         train_config=TrainConfig(iterations=30, max_time=None, batch_size=4, lr=3e-3, device="cpu"))
-    return str(path)
 
 
 @pytest.fixture

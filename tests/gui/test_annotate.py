@@ -8,8 +8,8 @@ from napari_cellseq.gui import _layers
 from napari_cellseq.gui.annotate_widget import AnnotateWidget
 
 
-def test_create_layer_list_frames_and_jump(make_napari_viewer, qtbot, small_movie):
-    image, labels = small_movie
+def test_create_layer_list_frames_and_jump(make_napari_viewer, qtbot, gui_movie):
+    image, labels = gui_movie
     viewer = make_napari_viewer()
     viewer.add_image(image, name="cells")
     widget = AnnotateWidget(viewer)
@@ -35,14 +35,17 @@ def test_create_layer_list_frames_and_jump(make_napari_viewer, qtbot, small_movi
     viewer.dims.set_current_step(0, 3)
     assert not widget.partial_check.isChecked()
 
+    layer.paint((1, 40, 40), new_label=9, refresh=True)  # a brush stroke on frame 1
+    qtbot.waitUntil(lambda: widget.annotated_frames() == [1, 2, 3], timeout=3000)
+
     widget.background_spin.setValue(60000)
     assert _layers.background_label(layer) == 60000
     widget.select_background_label()
     assert layer.selected_label == 60000
 
 
-def test_copy_corrected_frame(make_napari_viewer, small_movie, notifications):
-    image, labels = small_movie
+def test_copy_corrected_frame(make_napari_viewer, gui_movie, notifications):
+    image, labels = gui_movie
     viewer = make_napari_viewer()
     viewer.add_image(image, name="cells")
     widget = AnnotateWidget(viewer)

@@ -30,3 +30,13 @@ def test_write_labels_16_and_32_bit(tmp_path):
     out = write_labels(str(tmp_path / "b.tif"), big, {})
     back = tifffile.imread(out[0])
     assert back.dtype == np.uint32 and np.array_equal(back, big)
+
+
+def test_writer_through_napari_save(make_napari_viewer, cellseq_plugin, tmp_path):
+    viewer = make_napari_viewer()
+    data = np.zeros((3, 20, 20), np.uint16)
+    data[1, 5:9, 5:9] = 4
+    viewer.add_labels(data, name="cells")
+    written = viewer.layers.save(str(tmp_path / "cells.tif"), plugin="napari-cellseq")
+    assert written == [str(tmp_path / "cells.tif")]
+    assert np.array_equal(tifffile.imread(written[0]), data)

@@ -16,9 +16,9 @@ def _wait_segment(qtbot, widget, timeout=120_000):
     qtbot.waitUntil(lambda: not widget.state.segmenting and widget.job is None, timeout=timeout)
 
 
-def test_segment_all_then_current_frame(make_napari_viewer, qtbot, small_movie, trained_unet,
+def test_segment_all_then_current_frame(make_napari_viewer, qtbot, gui_movie, trained_unet,
                                         notifications):
-    image, labels = small_movie
+    image, labels = gui_movie
     viewer = make_napari_viewer()
     viewer.add_image(image, name="cells")
     widget = SegmentWidget(viewer)
@@ -43,10 +43,31 @@ def test_segment_all_then_current_frame(make_napari_viewer, qtbot, small_movie, 
     assert viewer.layers["cells (segmentation)"].data.any()  # the first result is untouched
 
 
-def test_segment_bad_model_file_shows_error(make_napari_viewer, qtbot, small_movie, tmp_path,
+def test_segment_stop_keeps_finished_frames(make_napari_viewer, qtbot, trained_unet):
+    from napari_cellseq.core.synthetic import synthetic_timelapse
+
+    image, _ = synthetic_timelapse(n_frames=12, shape=(128, 128), n_cells=8, radius_range=(5.0, 9.0))
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="movie")
+    widget = SegmentWidget(viewer)
+    widget.load_model(trained_unet)
+    widget.start()
+    assert widget.stop_button.isEnabled() and not widget.run_button.isEnabled()
+    qtbot.waitUntil(lambda: widget._frames_done >= 1, timeout=60_000)
+    widget.stop_button.click()
+    assert not widget.stop_button.isEnabled()
+    _wait_segment(qtbot, widget)
+    done = widget._frames_done
+    assert 1 <= done < 12 and "stopped" in widget.status.text()
+    out = viewer.layers["movie (segmentation)"].data
+    assert out[:done].any() and not out[done:].any()
+    assert widget.run_button.isEnabled()
+
+
+def test_segment_bad_model_file_shows_error(make_napari_viewer, qtbot, gui_movie, tmp_path,
                                             notifications):
     viewer = make_napari_viewer()
-    viewer.add_image(small_movie[0], name="cells")
+    viewer.add_image(gui_movie[0], name="cells")
     widget = SegmentWidget(viewer)
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a model")
@@ -58,9 +79,9 @@ def test_segment_bad_model_file_shows_error(make_napari_viewer, qtbot, small_mov
     assert len(errors(notifications)) == 2 and "failed" in widget.status.text()
 
 
-def test_export_stack_ctc_and_models(make_napari_viewer, small_movie, trained_unet, tmp_path,
+def test_export_stack_ctc_and_models(make_napari_viewer, gui_movie, trained_unet, tmp_path,
                                      notifications):
-    _, labels = small_movie
+    _, labels = gui_movie
     viewer = make_napari_viewer()
     viewer.add_labels(labels.astype(np.int32), name="result")
     widget = ExportWidget(viewer)
@@ -93,3 +114,17 @@ def test_export_stack_ctc_and_models(make_napari_viewer, small_movie, trained_un
     assert widget.save_model_button.isEnabled()
     saved = widget.save_model(tmp_path / "copy.pt")
     assert load_checkpoint(saved).model_config.name == "unet"
+
+
+def test_frame_choices(make_napari_viewer, gui_movie):
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(gui_movie[0], name="cells")
+    widget = SegmentWidget(viewer)
+    assert widget.selected_frames(layer) is None
+    widget.frames_combo.setCurrentText("frames…")
+    assert widget.range_edit.isEnabled()
+    widget.range_edit.setText("0, 2-3")
+    assert widget.selected_frames(layer) == [0, 2, 3]
+    viewer.dims.set_current_step(0, 1)
+    widget.frames_combo.setCurrentText("current frame")
+    assert widget.selected_frames(layer) == [1]

@@ -14,8 +14,8 @@ from napari_cellseq.gui.train_widget import TrainWidget, default_model_for
 from cellseq_gui_helpers import errors, set_tiny_budget, wait_idle
 
 
-def _viewer_with_annotations(make_napari_viewer, small_movie, frames=(0, 1)):
-    image, labels = small_movie
+def _viewer_with_annotations(make_napari_viewer, gui_movie, frames=(0, 1)):
+    image, labels = gui_movie
     viewer = make_napari_viewer()
     viewer.add_image(image, name="cells")
     annotations = np.zeros_like(labels, dtype=np.uint16)
@@ -31,8 +31,8 @@ def test_default_model_follows_data():
     assert default_model_for(3, ["unet"]) == "unet"
 
 
-def test_train_tiny_run(make_napari_viewer, qtbot, small_movie, tmp_path, notifications):
-    viewer = _viewer_with_annotations(make_napari_viewer, small_movie)
+def test_train_tiny_run(make_napari_viewer, qtbot, gui_movie, tmp_path, notifications):
+    viewer = _viewer_with_annotations(make_napari_viewer, gui_movie)
     widget = TrainWidget(viewer)
     viewer.window.add_dock_widget(widget)
     assert widget.model_combo.currentText() == "ulstm"  # a (T, Y, X) movie
@@ -56,8 +56,8 @@ def test_train_tiny_run(make_napari_viewer, qtbot, small_movie, tmp_path, notifi
     assert widget.train_button.isEnabled() and not widget.stop_button.isEnabled()
 
 
-def test_stop_keeps_a_loadable_model(make_napari_viewer, qtbot, small_movie, tmp_path):
-    viewer = _viewer_with_annotations(make_napari_viewer, small_movie)
+def test_stop_keeps_a_loadable_model(make_napari_viewer, qtbot, gui_movie, tmp_path):
+    viewer = _viewer_with_annotations(make_napari_viewer, gui_movie)
     widget = TrainWidget(viewer)
     set_tiny_budget(widget, iterations=10_000)
     widget.model_combo.setCurrentText("unet")
@@ -74,9 +74,9 @@ def test_stop_keeps_a_loadable_model(make_napari_viewer, qtbot, small_movie, tmp
     assert "stopped" in widget.status.text()
 
 
-def test_all_zero_annotations_show_error_and_return_to_idle(make_napari_viewer, qtbot, small_movie,
+def test_all_zero_annotations_show_error_and_return_to_idle(make_napari_viewer, qtbot, gui_movie,
                                                             notifications):
-    viewer = _viewer_with_annotations(make_napari_viewer, small_movie, frames=())
+    viewer = _viewer_with_annotations(make_napari_viewer, gui_movie, frames=())
     widget = TrainWidget(viewer)
     set_tiny_budget(widget)
     widget.start()
@@ -87,8 +87,8 @@ def test_all_zero_annotations_show_error_and_return_to_idle(make_napari_viewer, 
     assert widget.train_button.isEnabled() and not widget.stop_button.isEnabled()
 
 
-def test_bad_validation_frame_is_reported(make_napari_viewer, qtbot, small_movie, notifications):
-    viewer = _viewer_with_annotations(make_napari_viewer, small_movie, frames=(0,))
+def test_bad_validation_frame_is_reported(make_napari_viewer, qtbot, gui_movie, notifications):
+    viewer = _viewer_with_annotations(make_napari_viewer, gui_movie, frames=(0,))
     widget = TrainWidget(viewer)
     set_tiny_budget(widget)
     widget.validation_spin.setValue(0)  # the only annotated frame
@@ -98,8 +98,8 @@ def test_bad_validation_frame_is_reported(make_napari_viewer, qtbot, small_movie
     assert "nothing is left to train on" in errors(notifications)[0]
 
 
-def test_closing_napari_during_training_ends_the_worker(make_napari_viewer, qtbot, small_movie):
-    viewer = _viewer_with_annotations(make_napari_viewer, small_movie)
+def test_closing_napari_during_training_ends_the_worker(make_napari_viewer, qtbot, gui_movie):
+    viewer = _viewer_with_annotations(make_napari_viewer, gui_movie)
     widget = TrainWidget(viewer)
     viewer.window.add_dock_widget(widget)
     set_tiny_budget(widget, iterations=10_000)
@@ -113,3 +113,23 @@ def test_closing_napari_during_training_ends_the_worker(make_napari_viewer, qtbo
     assert handle.stop_event.is_set()
     assert time.perf_counter() - t0 < 30
     assert not any(t.name == "napari-cellseq worker" for t in threading.enumerate())
+
+
+def test_inputs_are_snapshots_with_partial_frames(make_napari_viewer, gui_movie):
+    from napari_cellseq.gui import _layers
+
+    viewer = _viewer_with_annotations(make_napari_viewer, gui_movie)
+    annotations = viewer.layers["cells annotations"]
+    _layers.set_partial(annotations, 1, True)
+    _layers.set_background_label(annotations, 4000)
+    widget = TrainWidget(viewer)
+    widget.budget_unit.setCurrentText("minutes")
+    widget.budget_spin.setValue(2)
+    kwargs = widget.job_kwargs()
+    assert kwargs["partial_frames"] == (1,) and kwargs["background_label"] == 4000
+    assert kwargs["train_config"].max_time == 120 and kwargs["train_config"].iterations is None
+    assert kwargs["model_config"].name == "ulstm" and kwargs["init"] is None
+    annotations.data[3, :5, :5] = 9  # the user keeps painting: the snapshot does not change
+    assert not kwargs["labels"][3].any()
+    assert kwargs["image"] is not viewer.layers["cells"].data
+    assert not widget.continue_radio.isEnabled()  # no current model yet

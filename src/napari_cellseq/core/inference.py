@@ -1,8 +1,10 @@
 """Network inference on frames of any size.
 
-Frames are padded (reflection) to a multiple of the network's stride; frames larger than the
-tile size are cut into overlapping tiles whose class probabilities are blended with a linear
-ramp over the overlap. Temporal models run statefully, frame by frame, with one recurrent
+Frames are padded with zeros (the normalised background level) by a margin on every side and
+to a multiple of the network's stride, exactly as training fills what lies beyond the frame
+edge, so the network treats cells cut by the frame edge the way the user painted them. Frames
+larger than the tile size are cut into overlapping tiles whose class probabilities are blended
+with a linear ramp over the overlap. Temporal models run statefully, frame by frame, with one recurrent
 state per tile, so memory does not grow with the movie length. Before the first frame they are
 warmed up on the next few frames in reverse order (``warmup``), so the first frames see a
 primed memory like every later frame; the result equals a single unrolled pass over
@@ -82,15 +84,11 @@ def temporal_order(frames: list[int], warmup: int) -> tuple[list[int], int]:
 
 
 def _pad(x: torch.Tensor, stride: int) -> tuple[torch.Tensor, int, int]:
-    """Pad ``x (..., H, W)`` at bottom/right to multiples of ``stride``."""
+    """Zero-pad ``x (N, C, H, W)`` at bottom/right to multiples of ``stride``."""
     h, w = x.shape[-2:]
     ph, pw = (-h) % stride, (-w) % stride
     if ph or pw:
-        mode = "reflect" if ph < h and pw < w else "replicate"
-        shape = x.shape
-        flat = x.reshape(-1, 1, h, w)
-        flat = F.pad(flat, (0, pw, 0, ph), mode=mode)
-        x = flat.reshape(*shape[:-2], h + ph, w + pw)
+        x = F.pad(x, (0, pw, 0, ph))
     return x, h, w
 
 
@@ -104,13 +102,14 @@ class Predictor:
     tile : largest tile side in pixels (frames up to ``tile x tile`` go in one piece).
     overlap : tile overlap in pixels.
     warmup : lead-in frames for temporal models.
+    margin : zeros added around each frame (pixels).
     amp : bfloat16 autocast on CUDA.
     """
 
     def __init__(self, model: torch.nn.Module, device: torch.device, tile: int = 1536,
-                 overlap: int = 64, warmup: int = 3, amp: bool = True):
+                 overlap: int = 64, warmup: int = 3, margin: int = 16, amp: bool = True):
         self.model, self.device = model, device
-        self.tile, self.overlap, self.warmup = tile, overlap, warmup
+        self.tile, self.overlap, self.warmup, self.margin = tile, overlap, warmup, margin
         self.temporal = bool(getattr(model, "temporal", False))
         self.stride = int(getattr(model, "stride", 1))
         self.autocast = amp and device.type == "cuda"
@@ -125,7 +124,8 @@ class Predictor:
         """
         n = movie.shape[0]
         frames = sorted(set(range(n) if frames is None else frames))
-        tiles = plan_tiles(movie.shape[1:], self.tile, self.overlap)
+        m = self.margin
+        tiles = plan_tiles((movie.shape[1] + 2 * m, movie.shape[2] + 2 * m), self.tile, self.overlap)
         with torch.inference_mode():
             if not self.temporal:
                 for t in frames:
@@ -145,6 +145,11 @@ class Predictor:
 
     def _frame(self, frame: np.ndarray, tiles: list[Tile], states):
         """Blend tile probabilities of one frame ``(Y, X)``; returns ``((K, Y, X), states)``."""
+        probs, states = self._padded_frame(np.pad(frame, self.margin), tiles, states)
+        m = self.margin
+        return probs[:, m:probs.shape[1] - m, m:probs.shape[2] - m], states
+
+    def _padded_frame(self, frame: np.ndarray, tiles: list[Tile], states):
         acc = None
         norm = np.zeros(frame.shape, dtype=np.float32)
         new_states = [] if states is not None else None

@@ -40,6 +40,7 @@ from .errors import CellseqError, InputError
 from .events import CheckpointSaved, Done, Event, Started, Step
 from .losses import weighted_cross_entropy
 from .models import build_model
+from .models.ulstm import detach_state
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ class _Stepper:
                 chunk_valid.reshape(b * t, hh, ww),
             )
             yield self._update(loss)
-            state = tuple((h.detach(), cc.detach()) for h, cc in state)
+            state = detach_state(state)
 
     def _update(self, loss: torch.Tensor) -> float:
         value = float(loss.detach())
@@ -158,7 +159,9 @@ def train(
     image : ``(Y, X)`` or ``(T, Y, X)`` grey values (checked by the caller, see ``io.check_image``).
     labels : same shape, integer instance ids; frames with any label are the annotated ones.
     out_path : model file written (atomically) at every checkpoint and at the end.
-    model_config, data_config, train_config, postprocess_config : settings (defaults if None).
+    model_config, data_config, train_config, postprocess_config : settings (defaults if None;
+        without a post-processing config, the minimum object size is learnt from the painted
+        objects, see ``TrainingSet.typical_min_size``).
     frames : explicit frames to learn from (overrides the annotated-frame discovery).
     init : a model file or checkpoint to continue from; its model and data settings are kept.
     stop : called before every step; training ends, keeping its weights, once it returns True.
@@ -181,7 +184,7 @@ def train(
         postprocess_config = postprocess_config or base.postprocess_config
     model_config = model_config or ModelConfig()
     data_config = data_config or DataConfig()
-    postprocess_config = postprocess_config or PostprocessConfig()
+    derive_min_size = postprocess_config is None
     want_classes = 3 if data_config.target == "3class" else 2
     if model_config.num_classes != want_classes:
         model_config = replace(model_config, num_classes=want_classes)
@@ -190,6 +193,9 @@ def train(
     torch.manual_seed(train_config.seed)
     rng = np.random.default_rng(train_config.seed)
     data = TrainingSet(image, labels, data_config, frames, partial_frames, background_label)
+    if derive_min_size:
+        fallback = PostprocessConfig().min_size
+        postprocess_config = PostprocessConfig(min_size=data.typical_min_size(fallback))
     model = build_model(model_config)
     if init is not None:
         model.load_state_dict(base.state_dict)

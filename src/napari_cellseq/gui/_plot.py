@@ -44,7 +44,7 @@ class LossPlot(QWidget):
             return
         self.losses.append((iteration, loss))
         prev = self.smooth[-1] if self.smooth else loss
-        self.smooth.append(0.9 * prev + 0.1 * loss if len(self.smooth) > 0 else loss)
+        self.smooth.append(0.9 * prev + 0.1 * loss)  # exponential running mean
         self.update()
 
     def add_validation(self, iteration: int, seg: float) -> None:

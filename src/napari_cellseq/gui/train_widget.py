@@ -33,6 +33,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..core.checkpoint import load_checkpoint
 from ..core.config import DataConfig, TrainConfig
 from ..core.device import available_devices
 from ..core.errors import CellseqError
@@ -81,7 +82,7 @@ class TrainWidget(QWidget):
         self._build()
         self._connect()
         self._on_image_changed()
-        self._update_buttons()
+        self._on_model_path()
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:
@@ -122,6 +123,9 @@ class TrainWidget(QWidget):
         start = QHBoxLayout()
         start.addWidget(self.fresh_radio)
         start.addWidget(self.continue_radio)
+        self.current_label = QLabel(self)
+        self._current_model_name: str | None = None
+
         self.validation_spin = QSpinBox(self)
         self.validation_spin.setRange(-1, 0)
         self.validation_spin.setValue(-1)
@@ -160,6 +164,7 @@ class TrainWidget(QWidget):
         form.addRow("crop size", self.crop_spin)
         form.addRow("batch size", self.batch_spin)
         form.addRow("weights", start)
+        form.addRow("", self.current_label)
         form.addRow("validation frame", self.validation_spin)
         form.addRow("model file", path)
         layout = QVBoxLayout(self)
@@ -174,13 +179,14 @@ class TrainWidget(QWidget):
     def _connect(self) -> None:
         self.image_picker.currentIndexChanged.connect(self._on_image_changed)
         self.model_combo.currentTextChanged.connect(self._on_model_changed)
-        self.continue_radio.toggled.connect(self._update_buttons)
+        self.continue_radio.toggled.connect(self._on_continue_toggled)
         self.path_button.clicked.connect(self._choose_path)
         self.train_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
         self.labels_picker.currentIndexChanged.connect(self._update_buttons)
+        connect_while_alive(self.viewer.layers.events.inserted, self._on_layer_inserted, self)
         connect_while_alive(self.state.events.train_state, self._update_buttons, self)
-        connect_while_alive(self.state.events.model_path, self._update_buttons, self)
+        connect_while_alive(self.state.events.model_path, self._on_model_path, self)
 
     # ------------------------------------------------------------------ reactions
     def _on_image_changed(self, *_args) -> None:
@@ -197,6 +203,38 @@ class TrainWidget(QWidget):
         self.validation_spin.setRange(-1, frames - 1)
         self._on_model_changed(self.model_combo.currentText())
         self._update_buttons()
+
+    def _on_model_path(self, *_args) -> None:
+        """Describe the current model (what "continue" would continue)."""
+        path = self.state.model_path
+        text = "no current model"
+        self._current_model_name = None
+        if path and not self.state.train_state.busy:
+            try:
+                ckpt = load_checkpoint(path)
+                self._current_model_name = ckpt.model_config.name
+                text = (f"current: {ckpt.model_config.name}, "
+                        f"{ckpt.training.get('iterations', '?')} iterations ({Path(path).name})")
+            except CellseqError:
+                text = f"current: {Path(path).name} (unreadable)"
+        elif path:
+            text = f"current: {Path(path).name} (being trained)"
+        self.current_label.setText(text)
+        self.current_label.setToolTip(path or "")
+        self._on_continue_toggled(self.continue_radio.isChecked())
+
+    def _on_continue_toggled(self, checked: bool) -> None:
+        """Continuing trains the current model's network: show it in the model box."""
+        if checked and self._current_model_name:
+            self.model_combo.setCurrentText(self._current_model_name)
+        self._update_buttons()
+
+    def _on_layer_inserted(self, event) -> None:
+        """A new annotation layer (made by the Annotate widget) becomes the one to train on."""
+        layer = getattr(event, "value", None)
+        if (isinstance(layer, napari.layers.Labels) and _layers.PARTIAL_KEY in layer.metadata
+                and not self.state.train_state.busy):
+            self.labels_picker.set_layer(layer)
 
     def _on_model_changed(self, name: str) -> None:
         """Say what kind of input the chosen model expects."""
@@ -363,6 +401,7 @@ class TrainWidget(QWidget):
         if self.job is not None:
             self.job.deleteLater()
         self.job = None
+        self._on_model_path()
 
     def shutdown(self) -> None:
         """Stop a running worker and wait for it (napari is closing)."""

@@ -42,6 +42,7 @@ def random_transform(
     elastic: bool,
     affine_probability: float = 0.5,
     elastic_probability: float = 0.5,
+    edge_probability: float = 0.3,
 ) -> SpatialTransform:
     """Draw one random transform for a ``crop x crop`` window of a ``frame_shape`` frame."""
     m = np.eye(2)
@@ -63,15 +64,27 @@ def random_transform(
         coarse = torch.from_numpy(rng.normal(0.0, 3.0, size=(1, 2, 4, 4)).astype(np.float32))
         field = F.interpolate(coarse, size=(crop, crop), mode="bicubic", align_corners=True)[0].numpy()
     half_extent = crop / 2 * np.abs(m).sum(axis=1).max()
-    center = tuple(_random_center(rng, n, half_extent) for n in frame_shape)
+    edge_axis = int(rng.integers(2)) if rng.random() < edge_probability else -1
+    center = tuple(
+        _random_center(rng, n, half_extent, axis == edge_axis) for axis, n in enumerate(frame_shape)
+    )
     return SpatialTransform(center=center, matrix=m, elastic=field)
 
 
-def _random_center(rng: np.random.Generator, n: int, half_extent: float) -> float:
-    """A crop centre along an axis of length ``n`` keeping the crop inside when it fits."""
+def _random_center(rng: np.random.Generator, n: int, half_extent: float, at_edge: bool) -> float:
+    """A crop centre along an axis of length ``n``.
+
+    Normally the crop stays inside the frame when it fits. With ``at_edge`` the crop reaches
+    past one end of the axis by up to half its size. Outside the frame the image reads 0 (the
+    normalised background level, as inference pads frames) and no loss is counted, so the
+    network learns how the user treats cells cut by the frame edge.
+    """
     lo, hi = half_extent - 0.5, n - half_extent - 0.5
     if hi <= lo:
         return (n - 1) / 2
+    if at_edge:
+        offset = float(rng.uniform(0.0, half_extent))
+        return offset if rng.random() < 0.5 else n - 1 - offset
     return float(rng.uniform(lo, hi))
 
 
