@@ -38,7 +38,8 @@ def run(name: str, image, gt, args, workdir: Path) -> dict:
     model_file = workdir / f"{name}.pt"
     overrides = {"base_channels": args.width} if args.width else {}
     cfg = TrainConfig(max_time=args.max_time, iterations=args.iterations, device=args.device,
-                      seed=args.seed, batch_size=args.batch_size)
+                      seed=args.seed, batch_size=args.batch_size or TrainConfig().batch_size,
+                      **({"lr": args.lr} if args.lr else {}))
     steps, t0 = 0, time.perf_counter()
     for event in train(image, painted, model_file, model_config=default_model_config(name, **overrides),
                        data_config=DataConfig(target=args.target), train_config=cfg):
@@ -77,7 +78,8 @@ def main() -> None:
     p.add_argument("--max-time", type=float, default=600.0)
     p.add_argument("--iterations", type=int)
     p.add_argument("--width", type=int, help="override base channels")
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--batch-size", type=int, help="default: TrainConfig's")
+    p.add_argument("--lr", type=float, help="default: TrainConfig's")
     p.add_argument("--target", default="3class")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)

@@ -2,6 +2,9 @@
 
 A thin shell over :mod:`napari_cellseq.core`; the only place logging is configured. Progress
 goes to stderr, results (scores as JSON) to stdout; user errors are one line and exit code 2.
+No existing file is replaced without ``--overwrite`` (checked before any work starts), and every
+file is written atomically. ``train`` stops cleanly on Ctrl-C or SIGTERM: it saves the model
+so far and exits with 130 (Ctrl-C) or 143 (SIGTERM); ``--init`` continues from that file.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ logger = logging.getLogger("napari_cellseq.cli")
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 class _Progress:
@@ -47,11 +51,49 @@ class _Progress:
             self.stream.flush()
 
 
-def _check_out(path: Path, overwrite: bool) -> None:
+def _check_out(path: Path, overwrite: bool, option: str = "--out") -> None:
+    """Refuse, before any work, an output that exists (without --overwrite) or cannot be written."""
+    import os
+
     from .core.errors import CellseqError
 
+    if path.is_dir():
+        raise CellseqError(f"{path} is a folder: give a file name for {option}, e.g. {path / 'out.tif'}")
     if path.exists() and not overwrite:
-        raise CellseqError(f"{path} exists: pass --overwrite or choose another --out")
+        raise CellseqError(f"{path} exists: pass --overwrite or choose another {option}")
+    _check_folder(path.parent)
+    if path.parent.is_dir() and not os.access(path.parent, os.W_OK):
+        raise CellseqError(f"cannot write to folder {path.parent}: permission denied; choose another {option}")
+
+
+def _check_folder(folder: Path) -> None:
+    from .core.errors import CellseqError
+
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise CellseqError(f"{parent} is a file, not a folder; choose another output folder")
+            return
+
+
+def _number(kind, low, name_low):
+    """An argparse type: ``kind`` (int or float) of at least ``low``."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
+        if not value >= low or value != value:
+            raise argparse.ArgumentTypeError(f"must be {name_low}, got {text}")
+        return value
+
+    return parse
+
+
+_POSITIVE_INT = _number(int, 1, "at least 1")
+_POSITIVE = _number(float, 1e-12, "positive")
+_CHANNEL = _number(int, 0, "0 or more (channels are counted from 0)")
 
 
 def _model_config(args):
@@ -60,41 +102,87 @@ def _model_config(args):
     overrides = {}
     if args.width is not None:
         overrides["base_channels"] = args.width
-    return default_model_config(args.model, **overrides)
+    return default_model_config(args.model or "unet", **overrides)
 
 
 def _cmd_train(args) -> int:
     from dataclasses import replace
 
     from .core.config import DataConfig, TrainConfig
-    from .core.events import CheckpointSaved, Done, Started, Step
-    from .core.io import check_image, check_labels, parse_frames, read_image, read_labels
+    from .core.io import parse_frames, read_image, read_labels, select_channel
+    from .core.pipeline import load_model, prepare_training_inputs
     from .core.training import train
 
     out = Path(args.out)
     _check_out(out, args.overwrite)
-    image = check_image(read_image(args.image))
-    labels = check_labels(read_labels(args.labels), image.shape)
-    n = 1 if image.ndim == 2 else image.shape[0]
-    frames = parse_frames(args.frames, n) if args.frames else None
+    if args.init is None or args.model:
+        _model_config(args)  # an unknown --model fails here, before the images are read
+    init = load_model(args.init) if args.init else None
+    image = select_channel(read_image(args.image), args.channel)
+    labels = read_labels(args.labels)
+    frames = None
+    if args.frames:
+        frames = parse_frames(args.frames, 1 if image.ndim == 2 else max(image.shape[0], 1))
+    image, labels = prepare_training_inputs(image, labels, frames)
     max_time = args.max_time
     if max_time is None and args.iterations is None:
         max_time = 600.0
     train_config = TrainConfig(
         iterations=args.iterations, max_time=max_time, batch_size=args.batch_size,
         optimizer=args.optimizer, lr=args.lr, seed=args.seed, device=args.device,
+        checkpoint_every=args.checkpoint_every,
     )
     if args.lr is None:
         train_config = replace(train_config, lr=1e-3 if args.optimizer == "adam" else 1e-4)
     data_config = DataConfig(target=args.target, crop_size=args.crop)
+    model_config = _model_config(args) if init is None or args.model else None
     stop = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda *_: _first_interrupt(stop, previous))
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    received: list[int] = []
+    handlers = _install_stop_handlers(stop, received)
+    try:
+        _train_loop(train(image, labels, out, model_config=model_config, data_config=data_config,
+                          train_config=train_config, frames=frames, init=init, stop=stop.is_set))
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    if stop.is_set():
+        name = "SIGTERM" if received and received[0] == signal.SIGTERM else "Ctrl-C"
+        print(f"napari-cellseq train: stopped by {name}; the model trained so far is in {out} "
+              f"(continue with --init {out})", file=sys.stderr)
+        return EXIT_TERMINATED if name == "SIGTERM" else EXIT_INTERRUPTED
+    return 0
+
+
+def _install_stop_handlers(stop: threading.Event, received: list[int]) -> dict:
+    """Ctrl-C / SIGTERM: stop after the current step and save; a second Ctrl-C aborts at once.
+
+    Returns the previous handlers (to restore). Only possible in the main thread; elsewhere
+    (e.g. when ``main`` is called from a worker thread) nothing is installed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous = {s: signal.getsignal(s) or signal.SIG_DFL for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def on_signal(signum, frame):
+        received.append(signum)
+        if stop.is_set() and signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, previous[signal.SIGINT])
+            raise KeyboardInterrupt
+        logger.warning("stopping after this step and saving the model (Ctrl-C again to abort)")
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    return previous
+
+
+def _train_loop(events) -> None:
+    """Drain the training events into a progress bar and log lines."""
+    from .core.events import CheckpointSaved, Done, Started, Step
+
     bar = _Progress("train")
     last_loss = float("nan")
-    for event in train(image, labels, out, model_config=_model_config(args) if not args.init else None,
-                       data_config=data_config, train_config=train_config, frames=frames,
-                       init=args.init, stop=stop.is_set):
+    for event in events:
         if isinstance(event, Started):
             logger.info("training on %s", event.device)
         elif isinstance(event, Step):
@@ -108,32 +196,33 @@ def _cmd_train(args) -> int:
             bar.close()
             logger.info("done (%s) after %d steps, %.0f s: %s", event.reason, event.iteration,
                         event.elapsed, event.path)
-    return EXIT_INTERRUPTED if stop.is_set() else 0
-
-
-def _first_interrupt(stop: threading.Event, previous) -> None:
-    """First Ctrl-C: stop after the current step and save; second: abort at once."""
-    if stop.is_set():
-        signal.signal(signal.SIGINT, previous)
-        raise KeyboardInterrupt
-    logger.warning("stopping after this step and saving the model (Ctrl-C again to abort)")
-    stop.set()
 
 
 def _cmd_segment(args) -> int:
-    from .core.checkpoint import load_checkpoint
+    from .core.errors import CellseqError
     from .core.events import Done, FrameDone
-    from .core.io import check_image, parse_frames, read_image, write_ctc_masks, write_tiff_atomic
-    from .core.pipeline import segment
+    from .core.io import (check_image, ctc_mask_name, parse_frames, read_image, select_channel,
+                          write_ctc_masks, write_tiff_atomic)
+    from .core.pipeline import load_model, segment
 
     out = Path(args.out)
     if not args.ctc:
         _check_out(out, args.overwrite)
-    ckpt = load_checkpoint(args.model)
-    image = check_image(read_image(args.image))
+    elif out.exists() and not out.is_dir():
+        raise CellseqError(f"{out} is a file, but --ctc writes mask files into a folder: give a folder for --out")
+    else:
+        _check_folder(out)
+    image = check_image(select_channel(read_image(args.image), args.channel))
+    n = 1 if image.ndim == 2 else image.shape[0]
+    if args.ctc and not args.overwrite:
+        existing = [out / ctc_mask_name(t, n) for t in range(n) if (out / ctc_mask_name(t, n)).exists()]
+        if existing:
+            more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+            raise CellseqError(f"{existing[0]}{more} exist: pass --overwrite or choose another --out folder")
+    ckpt = load_model(args.model)
     frames = None
     if args.frames:
-        frames = parse_frames(args.frames, 1 if image.ndim == 2 else image.shape[0])
+        frames = parse_frames(args.frames, n)
     bar = _Progress("segment")
 
     def on_event(event) -> None:
@@ -143,7 +232,7 @@ def _cmd_segment(args) -> int:
             bar.update(1.0, f"{event.iteration} frames in {event.elapsed:.1f}s", force=True)
             bar.close()
 
-    labels = segment(image, ckpt, device=args.device, on_event=on_event, frames=frames)
+    labels = segment(image, ckpt, device=args.device, on_event=on_event, frames=frames, tile=args.tile)
     if args.ctc:
         write_ctc_masks(out, labels, overwrite=args.overwrite)
     else:
@@ -167,31 +256,47 @@ def _cmd_evaluate(args) -> int:
 def _cmd_models(args) -> int:
     from .core.models import available_models, default_model_config, model_info, parameter_count
 
-    for name in available_models():
+    names = available_models()
+    width = max(len(n) for n in names)
+    for name in names:
         info = model_info(name)
         params = parameter_count(default_model_config(name))
-        print(f"{name:10s} {params:>12,d} parameters  {info.input_kind:11s} {info.paper}")
+        print(f"{name:{width}s} {params:>12,d} parameters  {info.input_kind:11s} {info.paper}")
     return 0
 
 
 def _cmd_demo(args) -> int:
     """Train on a few frames of the built-in synthetic movie, segment all, score, write TIFF."""
     from .core.config import DataConfig, TrainConfig
+    from .core.errors import CellseqError
+    from .core.io import write_tiff_atomic
     from .core.metrics import evaluate
+    from .core.models import default_model_config
     from .core.pipeline import segment
     from .core.synthetic import synthetic_timelapse
     from .core.training import fit
-    from .core.io import write_tiff_atomic
-    from .core.models import default_model_config
 
+    if not 1 <= args.annotated < args.frames:
+        raise CellseqError(
+            f"--annotated {args.annotated} must be at least 1 and less than --frames {args.frames}, "
+            "so that some frames are left to score"
+        )
+    default_model_config(args.model)  # unknown names fail here, before anything is written
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise CellseqError(f"{out} is a file, not a folder: choose another --out folder")
+    model_file = out / f"{args.model}.pt"
+    targets = [out / "image.tif", out / "painted.tif", model_file, out / "labels.tif"]
+    existing = [p for p in targets if p.exists()]
+    if existing and not args.overwrite:
+        names = ", ".join(p.name for p in existing)
+        raise CellseqError(f"{out} already holds {names}: pass --overwrite or choose another --out folder")
+    _check_folder(out)
     image, truth = synthetic_timelapse(n_frames=args.frames, seed=args.seed)
     painted = truth.copy()
     painted[args.annotated:] = 0  # the "user" painted only the first frames
-    write_tiff_atomic(out / "image.tif", image, overwrite=True)
-    write_tiff_atomic(out / "painted.tif", painted, overwrite=True)
-    model_file = out / f"{args.model}.pt"
+    write_tiff_atomic(out / "image.tif", image, overwrite=args.overwrite)
+    write_tiff_atomic(out / "painted.tif", painted, overwrite=args.overwrite)
     bar = _Progress(f"train {args.model}")
 
     def on_event(event):
@@ -207,7 +312,7 @@ def _cmd_demo(args) -> int:
                on_event=on_event)
     bar.close()
     labels = segment(image, ckpt, device=args.device)
-    write_tiff_atomic(out / "labels.tif", labels, overwrite=True)
+    write_tiff_atomic(out / "labels.tif", labels, overwrite=args.overwrite)
     held_out = list(range(args.annotated, args.frames))
     scores = evaluate(truth, labels, frames=held_out)
     scores["held_out_frames"] = f"{held_out[0]}-{held_out[-1]}"
@@ -217,42 +322,63 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors as one line (``napari-cellseq train: error: ...``), exit code 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="napari-cellseq", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="napari-cellseq", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"napari-cellseq {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a network on the annotated frames of a movie")
     p.add_argument("--image", required=True, help="image TIFF, (Y,X) or (T,Y,X)")
+    p.add_argument("--channel", type=_CHANNEL, metavar="N",
+                   help="use channel N (from 0) of a multichannel image: (Y,X,C), (T,Y,X,C) or (T,C,Y,X) "
+                        "with fewer than 8 channels, e.g. --channel 1 for the green of an RGB image")
     p.add_argument("--labels", required=True, help="labels TIFF of the same shape (0 = unpainted)")
     p.add_argument("--frames", help="frames to learn from, e.g. 0-4,7 (default: every frame with labels)")
-    p.add_argument("--model", default="unet", help="network (see `napari-cellseq models`)")
-    p.add_argument("--out", required=True, help="model file to write")
-    p.add_argument("--max-time", type=float, help="training seconds at most (default 600 unless --iterations)")
-    p.add_argument("--iterations", type=int, help="optimiser steps at most")
+    p.add_argument("--model", default=None, help="network (see `napari-cellseq models`; default unet, "
+                   "or the network of --init)")
+    p.add_argument("--out", required=True, help="model file to write (saved every --checkpoint-every seconds, "
+                   "at the end, and on Ctrl-C / SIGTERM)")
+    p.add_argument("--max-time", type=_POSITIVE, help="training seconds at most (default 600 unless --iterations)")
+    p.add_argument("--iterations", type=_POSITIVE_INT, help="optimiser steps at most")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda|mps")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--init", help="model file to continue training from")
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--crop", type=int, default=160, help="training crop side in pixels (paper: 160)")
-    p.add_argument("--lr", type=float, help="learning rate (default 1e-3 adam, 1e-4 rmsprop)")
+    p.add_argument("--init", help="model file to continue training from (e.g. one left by an interrupted run)")
+    p.add_argument("--batch-size", type=_POSITIVE_INT, default=4)
+    p.add_argument("--crop", type=_number(int, 16, "at least 16"), default=160,
+                   help="training crop side in pixels (paper: 160); frames smaller than it are padded")
+    p.add_argument("--lr", type=_POSITIVE, help="learning rate (default 1e-3 adam, 1e-4 rmsprop)")
     p.add_argument("--optimizer", choices=["adam", "rmsprop"], default="adam")
-    p.add_argument("--width", type=int, help="base channels of the network")
+    p.add_argument("--width", type=_POSITIVE_INT, help="base channels of the network")
     p.add_argument("--target", choices=["3class", "2class"], default="3class")
+    p.add_argument("--checkpoint-every", type=_POSITIVE, default=30.0, metavar="SECONDS",
+                   help="advanced: seconds between model files saved during training (default 30)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("segment", help="segment every frame of a movie with a trained model")
     p.add_argument("--model", required=True, help="model file from `train`")
-    p.add_argument("--image", required=True)
+    p.add_argument("--image", required=True, help="image TIFF, (Y,X) or (T,Y,X)")
+    p.add_argument("--channel", type=_CHANNEL, metavar="N",
+                   help="use channel N (from 0) of a multichannel image: (Y,X,C), (T,Y,X,C) or (T,C,Y,X) "
+                        "with fewer than 8 channels")
     p.add_argument("--out", required=True, help="labels TIFF (or a folder with --ctc)")
     p.add_argument("--frames", help="only these frames, e.g. 10-19 (others stay 0)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--tile", type=_number(int, 32, "at least 32"), default=1536, metavar="PIXELS",
+                   help="largest tile side; bigger frames are cut into overlapping tiles (default 1536; "
+                        "made smaller automatically when the device runs out of memory)")
     p.add_argument("--ctc", action="store_true", help="write maskNNN.tif files into the --out folder")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=_cmd_segment)
 
     p = sub.add_parser("evaluate", help="score predicted labels against ground truth (JSON line)")
@@ -267,11 +393,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="train on the built-in synthetic movie, segment, score")
     p.add_argument("--out", default="cellseq-demo", help="folder for the files it writes")
     p.add_argument("--model", default="unet")
-    p.add_argument("--frames", type=int, default=12, help="length of the synthetic movie")
-    p.add_argument("--annotated", type=int, default=3, help="the first N frames are 'painted'")
-    p.add_argument("--iterations", type=int, default=300)
+    p.add_argument("--frames", type=_number(int, 2, "at least 2"), default=12, help="length of the synthetic movie")
+    p.add_argument("--annotated", type=_POSITIVE_INT, default=3, help="the first N frames are 'painted'")
+    p.add_argument("--iterations", type=_POSITIVE_INT, default=300)
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace files of an earlier demo in --out")
     p.set_defaults(func=_cmd_demo)
     return parser
 
@@ -290,7 +417,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except CellseqError as err:
-        print(f"napari-cellseq {args.command}: error: {err}", file=sys.stderr)
+        message = " ".join(str(err).split())  # always one line, whatever the message holds
+        print(f"napari-cellseq {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except MemoryError:
+        print(f"napari-cellseq {args.command}: error: out of memory; use smaller images (crop or split the "
+              "movie) or, for training, a smaller --crop / --batch-size", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print(f"napari-cellseq {args.command}: interrupted", file=sys.stderr)

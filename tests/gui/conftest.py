@@ -57,19 +57,20 @@ def _fit_small_unet(image, labels, path) -> None:
         train_config=TrainConfig(iterations=30, max_time=None, batch_size=4, lr=3e-3, device="cpu"))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def cellseq_plugin():
-    """Register napari.yaml with npe2 (the package is not pip-installed in development)."""
+    """Register napari.yaml with npe2 once (the package is not pip-installed in development).
+
+    It stays registered for the session: napari also registers the contributions as app-model
+    commands, which unregistering does not undo.
+    """
     from npe2 import PluginManager, PluginManifest
 
     pm = PluginManager.instance()
     manifest = PluginManifest.from_file(ROOT / "napari.yaml")
-    registered = manifest.name in pm._manifests  # noqa: SLF001 - no public "is registered"
-    if not registered:
+    if manifest.name not in pm._manifests:  # noqa: SLF001 - no public "is registered"
         pm.register(manifest)
-    yield manifest
-    if not registered:
-        pm.unregister(manifest.name)
+    return manifest
 
 
 @pytest.fixture

@@ -40,3 +40,26 @@ def test_writer_through_napari_save(make_napari_viewer, cellseq_plugin, tmp_path
     written = viewer.layers.save(str(tmp_path / "cells.tif"), plugin="napari-cellseq")
     assert written == [str(tmp_path / "cells.tif")]
     assert np.array_equal(tifffile.imread(written[0]), data)
+
+
+def test_manifest_widgets_dock(make_napari_viewer, cellseq_plugin):
+    from napari_cellseq.gui.annotate_widget import AnnotateWidget
+    from napari_cellseq.gui.export_widget import ExportWidget
+    from napari_cellseq.gui.segment_widget import SegmentWidget
+    from napari_cellseq.gui.train_widget import TrainWidget
+
+    viewer = make_napari_viewer()
+    expected = {"Annotate": AnnotateWidget, "Train": TrainWidget, "Segment": SegmentWidget,
+                "Export": ExportWidget}
+    for name, cls in expected.items():
+        _, widget = viewer.window.add_plugin_dock_widget("napari-cellseq", name)
+        assert isinstance(widget, cls)
+
+
+def test_gui_package_import_does_not_import_qt():
+    import subprocess
+    import sys
+
+    code = "import sys, napari_cellseq.gui; print(any(m.split('.')[0] in ('qtpy', 'PyQt6', 'PyQt5', 'PySide6', 'napari') for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

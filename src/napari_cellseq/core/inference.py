@@ -1,14 +1,18 @@
 """Network inference on frames of any size.
 
-Frames are padded with zeros (the normalised background level) by a margin on every side and
-to a multiple of the network's stride, exactly as training fills what lies beyond the frame
-edge, so the network treats cells cut by the frame edge the way the user painted them. Frames
+Frames are padded with ``normalize.OUTSIDE`` by a margin on every side and to a multiple of
+the network's stride, exactly as training fills what lies beyond the frame edge, so the network treats cells cut by the frame edge the way the user painted them. Frames
 larger than the tile size are cut into overlapping tiles whose class probabilities are blended
 with a linear ramp over the overlap. Temporal models run statefully, frame by frame, with one recurrent
 state per tile, so memory does not grow with the movie length. Before the first frame they are
 warmed up on the next few frames in reverse order (``warmup``), so the first frames see a
 primed memory like every later frame; the result equals a single unrolled pass over
 ``temporal_order(...)`` (tested).
+
+When the device runs out of memory on a frame, the tile size is halved (down to a floor of
+``min_tile`` pixels) and the frame is predicted again; temporal models restart their memory,
+with a fresh warm-up, from that frame. Only when even the smallest tiles do not fit is a
+:class:`~napari_cellseq.core.errors.CellseqError` raised.
 """
 
 from __future__ import annotations
@@ -21,9 +25,25 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from .data.normalize import OUTSIDE
+from .errors import CellseqError
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["Tile", "plan_tiles", "temporal_order", "Predictor"]
+__all__ = ["Tile", "plan_tiles", "temporal_order", "Predictor", "is_out_of_memory"]
+
+_OOM_ERRORS: tuple[type[BaseException], ...] = tuple(
+    {MemoryError, getattr(torch, "OutOfMemoryError", MemoryError),
+     getattr(torch.cuda, "OutOfMemoryError", MemoryError)}
+)
+_OOM_TEXT = ("out of memory", "can't allocate memory", "not enough memory", "failed to allocate")
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """True for the errors torch / numpy raise when a device (GPU, MPS or CPU) is out of memory."""
+    if isinstance(err, _OOM_ERRORS):
+        return True
+    return isinstance(err, RuntimeError) and any(text in str(err).lower() for text in _OOM_TEXT)
 
 
 @dataclass(frozen=True)
@@ -84,11 +104,11 @@ def temporal_order(frames: list[int], warmup: int) -> tuple[list[int], int]:
 
 
 def _pad(x: torch.Tensor, stride: int) -> tuple[torch.Tensor, int, int]:
-    """Zero-pad ``x (N, C, H, W)`` at bottom/right to multiples of ``stride``."""
+    """Pad ``x (N, C, H, W)`` with OUTSIDE at bottom/right to multiples of ``stride``."""
     h, w = x.shape[-2:]
     ph, pw = (-h) % stride, (-w) % stride
     if ph or pw:
-        x = F.pad(x, (0, pw, 0, ph))
+        x = F.pad(x, (0, pw, 0, ph), value=OUTSIDE)
     return x, h, w
 
 
@@ -102,14 +122,18 @@ class Predictor:
     tile : largest tile side in pixels (frames up to ``tile x tile`` go in one piece).
     overlap : tile overlap in pixels.
     warmup : lead-in frames for temporal models.
-    margin : zeros added around each frame (pixels).
+    margin : pixels of OUTSIDE added around each frame.
     amp : bfloat16 autocast on CUDA.
+    min_tile : smallest tile side the out-of-memory fallback goes down to (at least
+        ``2 * overlap``); ``self.tile`` holds the tile size in use after a fallback.
     """
 
     def __init__(self, model: torch.nn.Module, device: torch.device, tile: int = 1536,
-                 overlap: int = 64, warmup: int = 3, margin: int = 16, amp: bool = True):
+                 overlap: int = 64, warmup: int = 3, margin: int = 16, amp: bool = True,
+                 min_tile: int = 128):
         self.model, self.device = model, device
         self.tile, self.overlap, self.warmup, self.margin = tile, overlap, warmup, margin
+        self.min_tile = max(int(min_tile), 2 * overlap)
         self.temporal = bool(getattr(model, "temporal", False))
         self.stride = int(getattr(model, "stride", 1))
         self.autocast = amp and device.type == "cuda"
@@ -124,28 +148,76 @@ class Predictor:
         """
         n = movie.shape[0]
         frames = sorted(set(range(n) if frames is None else frames))
-        m = self.margin
-        tiles = plan_tiles((movie.shape[1] + 2 * m, movie.shape[2] + 2 * m), self.tile, self.overlap)
+        if not frames:
+            return
         with torch.inference_mode():
             if not self.temporal:
                 for t in frames:
                     if stop is not None and stop():
                         return
-                    yield t, self._frame(movie[t], tiles, None)[0]
-                return
-            order, lead = temporal_order(frames, self.warmup)
-            wanted = set(frames)
-            states: list = [None] * len(tiles)
-            for i, t in enumerate(order):
-                if stop is not None and stop():
-                    return
-                probs, states = self._frame(movie[t], tiles, states)
-                if i >= lead and t in wanted:
+                    frame = movie[t]
+                    while True:
+                        try:
+                            probs, _ = self._frame(frame, self._tiles(frame.shape), None)
+                            break
+                        except Exception as err:  # noqa: BLE001 - only out-of-memory is handled
+                            self._shrink_or_raise(err, frame.shape)
                     yield t, probs
+                return
+            remaining = frames
+            while remaining:
+                remaining = yield from self._temporal(movie, remaining, stop)
+
+    def _temporal(self, movie, frames: list[int], stop) -> Iterator[tuple[int, np.ndarray]]:
+        """Stateful pass over ``frames``; returns the frames still to do after an OOM fallback."""
+        order, lead = temporal_order(frames, self.warmup)
+        wanted = set(frames)
+        tiles = None
+        states: list = []
+        for i, t in enumerate(order):
+            if stop is not None and stop():
+                return []
+            frame = movie[t]
+            if tiles is None:
+                tiles = self._tiles(frame.shape)
+                states = [None] * len(tiles)
+            try:
+                probs, states = self._frame(frame, tiles, states)
+            except Exception as err:  # noqa: BLE001 - only out-of-memory is handled
+                self._shrink_or_raise(err, frame.shape)
+                logger.warning("restarting the temporal memory at frame %d with %d-pixel tiles", t, self.tile)
+                return [f for f in frames if f >= t] if i >= lead else frames
+            if i >= lead and t in wanted:
+                yield t, probs
+        return []
+
+    def _tiles(self, frame_shape: tuple[int, ...]) -> list[Tile]:
+        m = self.margin
+        key = (frame_shape[-2] + 2 * m, frame_shape[-1] + 2 * m, self.tile, self.overlap)
+        if getattr(self, "_plan", (None,))[0] != key:
+            self._plan = (key, plan_tiles(key[:2], self.tile, self.overlap))
+        return self._plan[1]
+
+    def _shrink_or_raise(self, err: BaseException, frame_shape: tuple[int, ...]) -> None:
+        """After ``err``: halve the tile size if it was out of memory, else re-raise ``err``."""
+        if not is_out_of_memory(err):
+            raise err
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        side = max(frame_shape[-2:]) + 2 * self.margin
+        smaller = min(self.tile, side) // 2
+        if smaller < self.min_tile:
+            raise CellseqError(
+                f"out of memory on {self.device} even with tiles of {min(self.tile, side)} pixels: free memory "
+                "(close other programs or GPU jobs), use a smaller model, or run on another device (--device cpu)"
+            ) from err
+        logger.warning("out of memory on %s with %d-pixel tiles; retrying the frame with %d-pixel tiles",
+                       self.device, min(self.tile, side), smaller)
+        self.tile = smaller
 
     def _frame(self, frame: np.ndarray, tiles: list[Tile], states):
         """Blend tile probabilities of one frame ``(Y, X)``; returns ``((K, Y, X), states)``."""
-        probs, states = self._padded_frame(np.pad(frame, self.margin), tiles, states)
+        probs, states = self._padded_frame(np.pad(frame, self.margin, constant_values=OUTSIDE), tiles, states)
         m = self.margin
         return probs[:, m:probs.shape[1] - m, m:probs.shape[2] - m], states
 

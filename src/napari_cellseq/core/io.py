@@ -43,7 +43,9 @@ __all__ = [
     "write_ctc_masks",
     "parse_frames",
     "check_image",
+    "check_image_layout",
     "check_labels",
+    "select_channel",
 ]
 
 logger = logging.getLogger(__name__)
@@ -376,7 +378,8 @@ def write_tiff_atomic(
     if bigtiff and imagej:
         logger.info("%s is >= 4 GiB: writing BigTIFF without ImageJ metadata", target)
         imagej = False
-    kwargs: dict[str, Any] = {"compression": compression, "bigtiff": bigtiff}
+    # Always grey-scale: a (3, Y, X) or (4, Y, X) stack must never be stored as RGB(A) planes.
+    kwargs: dict[str, Any] = {"compression": compression, "bigtiff": bigtiff, "photometric": "minisblack"}
     if imagej:
         kwargs.update(imagej=True, metadata={"axes": axes.upper()})  # type: ignore[union-attr]
     else:
@@ -523,12 +526,12 @@ def parse_frames(spec: str, n_frames: int) -> list[int]:
         elif m := _RANGE.fullmatch(part):
             lo, hi = int(m.group(1)), int(m.group(2))
             if lo > hi:
-                raise InputError(f"frame range '{part}' in {spec!r} goes backwards; write it as '{hi}-{lo}'")
+                raise InputError(f"frame range {part!r} in {spec!r} goes backwards; write it as '{hi}-{lo}'")
         elif part.startswith("-") or re.search(r"(^|[,\s-])-\s*\d", part):
             raise InputError(f"negative frame number in {spec!r}; frames are counted from 0 ({valid})")
         else:
             raise InputError(
-                f"'{part}' in {spec!r} is not a frame number or range; use numbers and ranges like '0-4,7' ({valid})"
+                f"{part!r} in {spec!r} is not a frame number or range; use numbers and ranges like '0-4,7' ({valid})"
             )
         if hi >= n_frames:
             raise InputError(f"frame {hi} in {spec!r} is out of range: the movie has {n_frames} frames, {valid}")
@@ -562,43 +565,8 @@ def check_image(array: Any, name: str = "image") -> np.ndarray:
         constant (nothing to segment).
     """
     arr = np.asarray(array)
-    shape = arr.shape
     kind = arr.dtype.kind
-    if kind == "b":
-        raise InputError(
-            f"{name} is a boolean mask, not an intensity image; choose the microscopy image "
-            "(masks and labels go into the labels layer)"
-        )
-    if kind == "c":
-        raise InputError(f"{name} has complex values ({arr.dtype}); segment a real image, e.g. np.abs({name})")
-    if kind not in "uif":
-        raise InputError(f"{name} has unsupported dtype {arr.dtype}; convert it to a numeric array (e.g. uint16 or float32)")
-    if arr.ndim in (3, 4) and shape[-1] in (3, 4):
-        rgb = "RGBA" if shape[-1] == 4 else "RGB"
-        movie = " movie" if arr.ndim == 4 else ""
-        raise InputError(
-            f"{name} has shape {shape}, which looks like an {rgb}{movie} image (last axis of size {shape[-1]}); "
-            "napari-cellseq needs grey-scale: convert it (Fiji: Image > Type > 8-bit or 16-bit; "
-            "Python: skimage.color.rgb2gray) or split the channels and pick one"
-        )
-    if arr.ndim >= 4:
-        raise InputError(
-            f"{name} has shape {shape} ({arr.ndim} dimensions), but napari-cellseq takes (Y, X) or (T, Y, X); "
-            f"pick one channel or z-slice, e.g. {name}[:, 0]"
-        )
-    if arr.ndim < 2:
-        raise InputError(
-            f"{name} has shape {shape} ({arr.ndim} dimension{'s' if arr.ndim != 1 else ''}), "
-            "but napari-cellseq takes a 2-D image (Y, X) or a movie (T, Y, X); load an image file"
-        )
-    if arr.size == 0:
-        raise InputError(f"{name} is empty (shape {shape}); load an image that contains pixels")
-    if min(shape[-2:]) < _MIN_FRAME_SIDE:
-        raise InputError(
-            f"{name} has shape {shape}: frames of {shape[-2]}x{shape[-1]} pixels are too small to segment; "
-            f"napari-cellseq takes (Y, X) or (T, Y, X) with frames of at least {_MIN_FRAME_SIDE}x{_MIN_FRAME_SIDE} pixels "
-            f"(if the last axis is time or channels, move it first: np.moveaxis({name}, -1, 0))"
-        )
+    check_image_layout(arr.shape, arr.dtype, name)
     if kind == "f":
         finite = np.isfinite(arr)
         if not finite.all():
@@ -615,6 +583,127 @@ def check_image(array: Any, name: str = "image") -> np.ndarray:
             "or channel was loaded"
         )
     return arr
+
+
+def _channel_axis(shape: tuple[int, ...]) -> int | None:
+    """The axis of ``shape`` that holds channels, or None if there is no (unambiguous) one.
+
+    ``(Y, X, C)`` and ``(T, Y, X, C)``: the last axis when it has fewer than 8 entries
+    (frames are at least 8x8 pixels); ``(T, C, Y, X)``: axis 1 when it has fewer than 8.
+    """
+    if len(shape) == 3 and shape[-1] < _MIN_FRAME_SIDE:
+        return 2
+    if len(shape) == 4:
+        if shape[-1] < _MIN_FRAME_SIDE:
+            return 3
+        if shape[1] < _MIN_FRAME_SIDE:
+            return 1
+    return None
+
+
+def _channel_hint(shape: tuple[int, ...], name: str) -> str:
+    axis = _channel_axis(shape)
+    if axis is None:
+        return ""
+    n = shape[axis]
+    index = ("...", "N") if axis == len(shape) - 1 else (":", "N")
+    return (f"; to use one of its {n} channels pass --channel N (N in 0..{n - 1}) on the command line, "
+            f"or {name}[{', '.join(index)}] in Python")
+
+
+def select_channel(array: Any, channel: int | None, name: str = "image") -> Any:
+    """Pick channel ``channel`` of a multichannel image; ``None`` returns ``array`` unchanged.
+
+    Parameters
+    ----------
+    array : ``(Y, X, C)``, ``(T, Y, X, C)`` or ``(T, C, Y, X)`` with fewer than 8 channels
+        (an RGB image is ``(Y, X, 3)``); any array-like with ``shape`` and ``__getitem__``
+        (numpy, memmap, dask), which is indexed, not loaded.
+    channel : 0-based channel index.
+
+    Returns
+    -------
+    ``(Y, X)`` or ``(T, Y, X)``: the selected channel.
+
+    Raises
+    ------
+    InputError
+        The image has no channel axis (``(Y, X)``, ``(T, Y, X)`` with frames >= 8x8 pixels), or
+        ``channel`` is out of range.
+    """
+    if channel is None:
+        return array
+    shape = tuple(int(s) for s in np.shape(array))
+    if isinstance(channel, bool) or not isinstance(channel, (int, np.integer)) or channel < 0:
+        raise InputError(f"channel must be a number 0, 1, 2, ..., got {channel!r}")
+    axis = _channel_axis(shape)
+    if axis is None:
+        raise InputError(
+            f"{name} has shape {shape}, which has no channel axis (napari-cellseq reads channels from "
+            "(Y, X, C), (T, Y, X, C) or (T, C, Y, X) with fewer than 8 channels); drop --channel"
+        )
+    n = shape[axis]
+    if channel >= n:
+        raise InputError(
+            f"channel {channel} does not exist: {name} of shape {shape} has {n} channels (axis {axis}); "
+            f"pass --channel 0..{n - 1}"
+        )
+    index = [slice(None)] * len(shape)
+    index[axis] = int(channel)
+    return array[tuple(index)]
+
+
+def check_image_layout(shape: tuple[int, ...], dtype: Any, name: str = "image") -> None:
+    """The checks of :func:`check_image` that need no pixel values: dtype, dimensions, size.
+
+    Used for movies too large to read at once (dask arrays, memory maps), whose values are then
+    checked frame by frame. Raises :class:`InputError` as :func:`check_image`.
+    """
+    shape = tuple(int(s) for s in shape)
+    dtype = np.dtype(dtype)
+    kind = dtype.kind
+    ndim = len(shape)
+    if kind == "b":
+        raise InputError(
+            f"{name} is a boolean mask, not an intensity image; choose the microscopy image "
+            "(masks and labels go into the labels layer)"
+        )
+    if kind == "c":
+        raise InputError(f"{name} has complex values ({dtype}); segment a real image, e.g. np.abs({name})")
+    if kind not in "uif":
+        raise InputError(f"{name} has unsupported dtype {dtype}; convert it to a numeric array (e.g. uint16 or float32)")
+    if ndim in (3, 4) and shape[-1] in (3, 4):
+        rgb = "RGBA" if shape[-1] == 4 else "RGB"
+        movie = " movie" if ndim == 4 else ""
+        raise InputError(
+            f"{name} has shape {shape}, which looks like an {rgb}{movie} image (last axis of size {shape[-1]}); "
+            "napari-cellseq needs grey-scale: convert it (Fiji: Image > Type > 8-bit or 16-bit; "
+            "Python: skimage.color.rgb2gray) or split the channels and pick one"
+            + _channel_hint(shape, name)
+        )
+    if ndim >= 4:
+        hint = _channel_hint(shape, name)
+        if ndim == 5:
+            hint = hint or (f"; a (T, Z, C, Y, X) hyperstack needs one z-slice and one channel, "
+                            f"e.g. {name}[:, 0, 0]")
+        raise InputError(
+            f"{name} has shape {shape} ({ndim} dimensions), but napari-cellseq takes (Y, X) or (T, Y, X); "
+            f"pick one channel or z-slice, e.g. {name}[:, 0]{hint}"
+        )
+    if ndim < 2:
+        raise InputError(
+            f"{name} has shape {shape} ({ndim} dimension{'s' if ndim != 1 else ''}), "
+            "but napari-cellseq takes a 2-D image (Y, X) or a movie (T, Y, X); load an image file"
+        )
+    if 0 in shape:
+        raise InputError(f"{name} is empty (shape {shape}); load an image that contains pixels")
+    if min(shape[-2:]) < _MIN_FRAME_SIDE:
+        raise InputError(
+            f"{name} has shape {shape}: frames of {shape[-2]}x{shape[-1]} pixels are too small to segment; "
+            f"napari-cellseq takes (Y, X) or (T, Y, X) with frames of at least {_MIN_FRAME_SIDE}x{_MIN_FRAME_SIDE} pixels "
+            f"(if the last axis is time or channels, move it first: np.moveaxis({name}, -1, 0))"
+            + _channel_hint(shape, name)
+        )
 
 
 def check_labels(labels: Any, image_shape: tuple[int, ...], name: str = "labels") -> np.ndarray:

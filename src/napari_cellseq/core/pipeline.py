@@ -1,4 +1,11 @@
-"""The calls the napari widgets, the CLI and notebooks share: segment a movie with a model."""
+"""The calls the napari widgets, the CLI and notebooks share: segment a movie with a model.
+
+:func:`segment_events` / :func:`segment` take any array-like with ``shape`` and ``__getitem__``
+(numpy arrays, numpy memory maps, dask arrays as napari gives for large files, zarr arrays):
+frames are read, checked and normalised one at a time, and the normalisation percentiles come
+from an even subsample of at most ~4 million pixels, so memory stays bounded by a few frames
+however long the movie. :func:`prepare_training_inputs` is the input check of training.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +13,27 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
 from .checkpoint import Checkpoint, load_checkpoint
-from .data.dataset import as_movie
+from .data.dataset import annotated_frames
 from .data.normalize import normalize, percentile_range
 from .device import resolve_device
+from .errors import CellseqError, InputError, ModelFileError
 from .events import Done, Event, FrameDone, Started
 from .inference import Predictor
-from .io import check_image
+from .io import check_image, check_image_layout, check_labels
 from .postprocess import labels_from_probabilities
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FrameLabels", "segment_events", "segment"]
+__all__ = ["FrameLabels", "segment_events", "segment", "load_model", "prepare_training_inputs"]
+
+# Percentiles of a movie are estimated on whole frames holding at most this many pixels together.
+_SAMPLE_PIXELS = 4_000_000
 
 
 class FrameLabels(FrameDone):
@@ -36,8 +48,130 @@ class FrameLabels(FrameDone):
         object.__setattr__(self, "labels", labels)
 
 
-def _checkpoint(model: Checkpoint | str | os.PathLike) -> Checkpoint:
-    return model if isinstance(model, Checkpoint) else load_checkpoint(model)
+def load_model(model: Checkpoint | str | os.PathLike) -> Checkpoint:
+    """A checkpoint, or the model file at ``model`` read without executing code from it.
+
+    Raises :class:`ModelFileError` for a missing, damaged, foreign or newer file, including a
+    file for a network this installation does not know (e.g. written by a newer version).
+    """
+    if isinstance(model, Checkpoint):
+        return model
+    try:
+        return load_checkpoint(model)
+    except ModelFileError:
+        raise
+    except CellseqError as err:  # e.g. unknown network name or settings in the file
+        raise ModelFileError(
+            f"cannot use model file {model}: {err}; the file was made for a network or settings this "
+            "napari-cellseq does not have: upgrade napari-cellseq or train a new model"
+        ) from None
+
+
+def prepare_training_inputs(
+    image: Any, labels: Any, frames: list[int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Check an image and its labels for training; return them as numpy arrays.
+
+    Parameters
+    ----------
+    image : ``(Y, X)`` or ``(T, Y, X)`` grey values (any real dtype; numpy or dask).
+    labels : same shape, integer instance ids, 0 = unpainted (bool and whole-number floats are
+        accepted and cast).
+    frames : the frames to learn from, or None for every frame with labels.
+
+    Returns
+    -------
+    (image, labels) as numpy arrays ready for :func:`napari_cellseq.core.training.train`.
+
+    Raises
+    ------
+    InputError
+        Everything :func:`~napari_cellseq.core.io.check_image` and
+        :func:`~napari_cellseq.core.io.check_labels` refuse (RGB / 4-D, NaN, constant, shape
+        mismatch, fractional or negative labels), frames outside the movie, and labels without
+        any annotated frame.
+    """
+    image = check_image(image)
+    labels = check_labels(labels, image.shape)
+    n = 1 if image.ndim == 2 else image.shape[0]
+    if frames is None:
+        if not annotated_frames(labels):
+            raise InputError(
+                "no annotated frame: the labels are all zero; paint a few cells "
+                "(and their surroundings) in at least one frame"
+            )
+    else:
+        bad = [t for t in frames if not 0 <= int(t) < n]
+        if bad or not len(frames):
+            raise InputError(
+                f"frames {list(frames)} do not all exist: the movie has frames 0..{n - 1}; name at least one of them"
+            )
+    return image, labels
+
+
+class _Frames:
+    """A ``(T, Y, X)`` view of an image-like that reads, checks and normalises one frame at a time."""
+
+    def __init__(self, source: Any, name: str = "image"):
+        self.source, self.name = source, name
+        shape = tuple(int(s) for s in source.shape)
+        self.is_2d = len(shape) == 2
+        self.shape = (1,) + shape if self.is_2d else shape
+        self.value_range = (0.0, 1.0)
+
+    def raw(self, t: int) -> np.ndarray:
+        frame = np.asarray(self.source if self.is_2d else self.source[t])
+        if frame.dtype.kind == "f" and not np.isfinite(frame).all():
+            raise InputError(
+                f"frame {t} of {self.name} contains NaN or infinite values; replace them "
+                f"(e.g. np.nan_to_num) or export the image again"
+            )
+        return frame
+
+    def fit_range(self, percentiles: tuple[float, float]) -> None:
+        """Percentiles over every frame if they fit in ``_SAMPLE_PIXELS``, else over an even
+        subsample: at least 8 evenly spaced frames (every one if fewer), each strided so that
+        the kept pixels stay under ``_SAMPLE_PIXELS``; frames are read one at a time."""
+        n, h, w = self.shape
+        hw = h * w
+        if n * hw <= _SAMPLE_PIXELS:
+            picks, stride = np.arange(n), 1
+        else:
+            k = min(n, max(8, _SAMPLE_PIXELS // hw))
+            picks = np.unique(np.linspace(0, n - 1, k).round().astype(int))
+            stride = -(-len(picks) * hw // _SAMPLE_PIXELS)  # ceil
+        lo = hi = None
+        parts = []
+        for t in picks:
+            frame = self.raw(int(t))
+            f_lo, f_hi = frame.min(), frame.max()
+            lo = f_lo if lo is None else min(lo, f_lo)
+            hi = f_hi if hi is None else max(hi, f_hi)
+            parts.append(frame.reshape(-1)[::stride])
+        if lo == hi:
+            every = " in every frame looked at" if len(picks) < n else ""
+            raise InputError(
+                f"{self.name} is constant (all values = {lo.item()!r}{every}): nothing to segment; "
+                "check that the right file or channel was loaded"
+            )
+        self.value_range = percentile_range(np.concatenate(parts), percentiles)
+
+    def __getitem__(self, t: int) -> np.ndarray:
+        return normalize(self.raw(int(t)), self.value_range)
+
+
+def _open_image(image: Any) -> Any:
+    """``image`` checked without reading all of it when it is lazy (memmap, dask, zarr, ...)."""
+    if isinstance(image, np.ndarray) and not isinstance(image, np.memmap):
+        return check_image(image)
+    if not (hasattr(image, "shape") and hasattr(image, "__getitem__")):
+        return check_image(np.asarray(image))
+    shape = tuple(int(s) for s in image.shape)
+    dtype = getattr(image, "dtype", None)
+    if dtype is None and len(shape) >= 2:
+        dtype = np.asarray(image[(0,) * (len(shape) - 2)]).dtype
+    check_image_layout(shape, dtype if dtype is not None else np.float64)
+    return image
 
 
 def segment_events(
@@ -54,23 +188,31 @@ def segment_events(
     Yields ``Started``, one :class:`FrameLabels` per requested frame (its ``labels`` are
     ``(Y, X)`` instance ids numbered 1..n within the frame, uint16 or uint32), and ``Done``
     (reason ``finished`` or ``stopped``). Normalisation uses the percentiles saved in the model
-    file, computed on this movie.
+    file, computed on this movie (on an even subsample of frames for long movies).
+
+    ``image`` may be any array-like with ``shape`` and ``__getitem__`` (numpy, memmap, dask,
+    zarr); it is read one frame at a time. Bad input raises
+    :class:`~napari_cellseq.core.errors.InputError` before the first event; a device out of
+    memory makes the tiles smaller (see :class:`~napari_cellseq.core.inference.Predictor`).
     """
-    ckpt = _checkpoint(model)
-    image = check_image(np.asarray(image))
-    movie = as_movie(image)
+    ckpt = load_model(model)
+    movie = _Frames(_open_image(image))
     n = movie.shape[0]
-    frames = list(range(n)) if frames is None else sorted(set(frames))
+    frames = list(range(n)) if frames is None else sorted(set(int(t) for t in frames))
+    bad = [t for t in frames if not 0 <= t < n]
+    if bad:
+        raise InputError(f"frames {bad} do not exist: the movie has frames 0..{n - 1}")
+    if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < 32:
+        raise InputError(f"tile size must be a whole number of pixels >= 32, got {tile!r}")
     dev = resolve_device(device)
+    movie.fit_range(ckpt.data_config.percentiles)
     net = ckpt.build(dev)
-    value_range = percentile_range(movie, ckpt.data_config.percentiles)
-    norm = normalize(movie, value_range)
-    predictor = Predictor(net, dev, tile=tile)
+    predictor = Predictor(net, dev, tile=int(tile), overlap=min(64, int(tile) // 4))
     min_size = ckpt.postprocess_config.min_size if min_size is None else min_size
     yield Started(total=len(frames), max_time=None, device=str(dev))
     t0 = time.perf_counter()
     done = 0
-    for t, probs in predictor.predict(norm, frames, stop):
+    for t, probs in predictor.predict(movie, frames, stop):
         labels = labels_from_probabilities(probs, ckpt.data_config.target, min_size)
         done += 1
         yield FrameLabels(t, len(frames), labels)
@@ -87,16 +229,22 @@ def segment(
     on_event: Callable[[Event], None] | None = None,
     **kwargs,
 ) -> np.ndarray:
-    """Instance labels of every frame of ``image``, same shape (uint16, or uint32 when needed)."""
-    image = np.asarray(image)
-    frames = {}
+    """Instance labels of every frame of ``image``, same shape (uint16, or uint32 when needed).
+
+    ``image`` as for :func:`segment_events` (numpy, memmap, dask, ...); frames not in
+    ``frames=`` stay 0. Only the result is held in memory, not the (normalised) movie.
+    """
+    shape = tuple(int(s) for s in np.shape(image))
+    out = None
     for event in segment_events(image, model, device, **kwargs):
         if on_event is not None:
             on_event(event)
         if isinstance(event, FrameLabels):
-            frames[event.index] = event.labels
-    dtype = np.uint32 if any(f.dtype == np.uint32 for f in frames.values()) else np.uint16
-    out = np.zeros(as_movie(image).shape, dtype=dtype)
-    for t, f in frames.items():
-        out[t] = f
-    return out[0] if image.ndim == 2 else out
+            if out is None:
+                out = np.zeros(shape if len(shape) == 3 else (1,) + shape, dtype=np.uint16)
+            if event.labels.dtype.itemsize > out.dtype.itemsize:
+                out = out.astype(event.labels.dtype)
+            out[event.index] = event.labels
+    if out is None:  # stopped before the first frame
+        out = np.zeros(shape if len(shape) == 3 else (1,) + shape, dtype=np.uint16)
+    return out[0] if len(shape) == 2 else out

@@ -41,6 +41,7 @@ from .events import CheckpointSaved, Done, Event, Started, Step
 from .losses import weighted_cross_entropy
 from .models import build_model
 from .models.ulstm import detach_state
+from .pipeline import prepare_training_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +171,7 @@ def train(
     Yields ``Started``, then ``Step`` per optimiser step, ``CheckpointSaved`` after each file
     write, and finally ``Done`` (reason ``iterations``, ``time`` or ``stopped``).
     """
+    image, labels = prepare_training_inputs(image, labels, frames)
     train_config = train_config or TrainConfig()
     _check_budget(train_config)
     if init is not None:

@@ -8,6 +8,7 @@ the run starts and filled frame by frame as the worker delivers
 from __future__ import annotations
 
 from pathlib import Path
+import logging
 from typing import TYPE_CHECKING
 
 import napari.layers
@@ -39,6 +40,8 @@ from ._workers import Job
 
 if TYPE_CHECKING:
     import napari
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["SegmentWidget", "FRAME_CHOICES"]
 
@@ -208,6 +211,8 @@ class SegmentWidget(QWidget):
 
     def _on_failed(self, error: BaseException, trace: str) -> None:
         self._error = error
+        if not isinstance(error, CellseqError):  # unexpected: keep the traceback for bug reports
+            logger.error("segmentation failed:\n%s", trace)
         if isinstance(error, CellseqError):
             show_error(f"segmentation failed: {error}")
         else:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import tempfile
 from pathlib import Path
+import logging
 from typing import TYPE_CHECKING
 
 import napari.layers
@@ -48,6 +49,8 @@ from ._workers import Job
 
 if TYPE_CHECKING:
     import napari
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["TrainWidget", "default_model_for"]
 
@@ -375,6 +378,8 @@ class TrainWidget(QWidget):
     def _on_failed(self, error: BaseException, trace: str) -> None:
         """Show the error as a notification (the message says what to do)."""
         self._error = error
+        if not isinstance(error, CellseqError):  # unexpected: keep the traceback for bug reports
+            logger.error("training failed:\n%s", trace)
         if isinstance(error, CellseqError):
             show_error(f"training failed: {error}")
         elif isinstance(error, MemoryError):

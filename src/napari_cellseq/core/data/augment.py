@@ -42,7 +42,7 @@ def random_transform(
     elastic: bool,
     affine_probability: float = 0.5,
     elastic_probability: float = 0.5,
-    edge_probability: float = 0.3,
+    edge_probability: float = 0.4,
 ) -> SpatialTransform:
     """Draw one random transform for a ``crop x crop`` window of a ``frame_shape`` frame."""
     m = np.eye(2)
@@ -75,9 +75,9 @@ def _random_center(rng: np.random.Generator, n: int, half_extent: float, at_edge
     """A crop centre along an axis of length ``n``.
 
     Normally the crop stays inside the frame when it fits. With ``at_edge`` the crop reaches
-    past one end of the axis by up to half its size. Outside the frame the image reads 0 (the
-    normalised background level, as inference pads frames) and no loss is counted, so the
-    network learns how the user treats cells cut by the frame edge.
+    past one end of the axis by up to half its size. Outside the frame the image reads
+    ``normalize.OUTSIDE`` (as inference pads frames) and no loss is counted, so the network
+    learns how the user treats cells cut by the frame edge.
     """
     lo, hi = half_extent - 0.5, n - half_extent - 0.5
     if hi <= lo:

@@ -19,7 +19,7 @@ from skimage.segmentation import relabel_sequential
 from ..config import DataConfig
 from ..errors import InputError
 from .augment import crop_grid, random_transform, sample
-from .normalize import normalize, percentile_range
+from .normalize import OUTSIDE, normalize, percentile_range
 from .targets import class_targets, loss_weights
 
 logger = logging.getLogger(__name__)
@@ -99,7 +99,8 @@ class TrainingSet:
         self.config = config
         self.frames = sorted(set(int(t) for t in frames))
         self.value_range = percentile_range(image, config.percentiles)
-        self.movie = torch.from_numpy(normalize(image, self.value_range))[:, None]  # (T,1,Y,X)
+        # (T, 1, Y, X), shifted by -OUTSIDE so that zero padding while sampling crops reads OUTSIDE.
+        self._shifted = torch.from_numpy(normalize(image, self.value_range) - np.float32(OUTSIDE))[:, None]
         self.frame_shape = image.shape[1:]
         self.n_frames = n
         # Per annotated frame: (1, 1, Y, X) weights and (1, 2, Y, X) [classes, valid].
@@ -182,7 +183,7 @@ class TrainingSet:
         s = self.config.crop_size
         tr = random_transform(rng, self.frame_shape, s, self.config.augment_affine, self.config.augment_elastic)
         grid = crop_grid(tr, s, self.frame_shape)
-        x = sample(self.movie[window], grid, "bilinear", "zeros")  # (L, 1, S, S)
+        x = sample(self._shifted[window], grid, "bilinear", "zeros") + OUTSIDE  # (L, 1, S, S)
         c = torch.zeros((len(window), s, s), dtype=torch.int64)
         w = torch.zeros((len(window), s, s), dtype=torch.float32)
         v = torch.zeros((len(window), s, s), dtype=torch.float32)

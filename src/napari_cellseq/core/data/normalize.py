@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["percentile_range", "normalize"]
+__all__ = ["OUTSIDE", "percentile_range", "normalize"]
+
+# Value of every pixel beyond the frame edge, in training crops and around frames at inference:
+# below the normalised background (about 0), so the network can tell the frame edge from the
+# edge of a crop and learn how the user treats cells cut by the frame edge.
+OUTSIDE = -1.0
 
 # Percentiles are estimated on at most this many pixels (an even subsample of the movie).
 _MAX_SAMPLES = 4_000_000

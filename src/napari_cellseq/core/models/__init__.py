@@ -47,7 +47,7 @@ class ModelInfo:
 
 def _registry() -> dict[str, ModelInfo]:
     # Imported lazily so that importing the registry costs nothing until a model is needed.
-    from . import ulstm, unet  # noqa: F401  (registration happens on import)
+    from . import deeplab, fcn_googlenet, gruunet, segnet, tiramisu, ulstm, unet  # noqa: F401  (registration happens on import)
 
     return _REGISTERED
 

@@ -1,0 +1,129 @@
+"""One table comparing every registered network on the same HeLa task and time budget.
+
+Each model is trained with :func:`napari_cellseq.core.training.train` on the same painted
+frames (HeLa frames 0-4, see ``hela_data.py``) for the same wall-clock budget (``--max-time``,
+default 120 s), segments the held-out frames 10-19 with
+:func:`napari_cellseq.core.pipeline.segment`, and is scored with
+:func:`napari_cellseq.core.metrics.evaluate`. Columns:
+
+* ``params``: trainable parameters of the trained network (the model's default configuration,
+  or ``--width`` as base channels);
+* ``steps/s``: optimiser steps per second of training (batch ``--batch-size`` crops, or
+  sequences for time-lapse models);
+* ``ms/frame``: median wall time per 700x1100 frame of ``segment`` (network, tiling, and
+  post-processing to instance labels), the first frame excluded as warm-up;
+* ``SEG``, ``AP50``: Cell Tracking Challenge SEG and AP at IoU 0.5 on frames 10-19.
+
+With a fixed time budget, faster networks get more steps: the table measures what each
+architecture delivers in that budget on this machine, not its accuracy at convergence.
+
+    python benchmarks/models_table.py --max-time 120 --out out/models_table.json
+    python benchmarks/models_table.py --max-time 5 --models segnet   # smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import tifffile
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from hela_data import hela_paths  # noqa: E402
+
+from napari_cellseq.core.checkpoint import load_checkpoint  # noqa: E402
+from napari_cellseq.core.config import DataConfig, TrainConfig  # noqa: E402
+from napari_cellseq.core.events import Done, Step  # noqa: E402
+from napari_cellseq.core.metrics import evaluate  # noqa: E402
+from napari_cellseq.core.models import available_models, default_model_config, parameter_count  # noqa: E402
+from napari_cellseq.core.pipeline import FrameLabels, segment  # noqa: E402
+from napari_cellseq.core.training import train  # noqa: E402
+
+COLUMNS = ("model", "params", "steps/s", "ms/frame", "SEG", "AP50")
+
+
+def measure(name: str, image: np.ndarray, gt: np.ndarray, args, workdir: Path) -> dict:
+    """Train ``name`` on the painted frames, segment and score the test frames; one table row."""
+    train_frames = list(range(args.train_frames[0], args.train_frames[1] + 1))
+    test_frames = list(range(args.test_frames[0], args.test_frames[1] + 1))
+    painted = np.zeros_like(gt)
+    painted[train_frames] = gt[train_frames]
+    model_file = workdir / f"models_table_{name}.pt"
+    overrides = {"base_channels": args.width} if args.width else {}
+    train_config = TrainConfig(max_time=args.max_time, iterations=args.iterations, device=args.device,
+                               seed=args.seed, batch_size=args.batch_size)
+    steps, seconds = 0, float("nan")
+    for event in train(image, painted, model_file, model_config=default_model_config(name, **overrides),
+                       data_config=DataConfig(target=args.target), train_config=train_config):
+        if isinstance(event, Step):
+            steps = event.iteration
+        elif isinstance(event, Done):
+            seconds = event.elapsed
+    params = parameter_count(load_checkpoint(model_file).model_config)
+
+    stamps = []
+    pred = segment(image, model_file, device=args.device, frames=test_frames,
+                   on_event=lambda e: stamps.append(time.perf_counter()) if isinstance(e, FrameLabels) else None)
+    # intervals between consecutive frames; the first frame (warm-up) has no interval before it
+    per_frame = np.diff(stamps) if len(stamps) > 1 else np.array([float("nan")])
+    scores = evaluate(gt, pred, frames=test_frames)
+    return {
+        "model": name,
+        "params": params,
+        "steps": steps,
+        "train_seconds": round(seconds, 1),
+        "steps/s": round(steps / seconds, 3) if seconds > 0 else float("nan"),
+        "ms/frame": round(1000 * float(np.median(per_frame)), 1),
+        "SEG": round(scores["seg"], 4),
+        "AP50": round(scores["ap50"], 4),
+    }
+
+
+def markdown(rows: list[dict]) -> str:
+    """The rows as a Markdown table (parameters with thousands separators)."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for r in rows:
+        cells = [r["model"], f"{r['params']:,d}", f"{r['steps/s']:.2f}", f"{r['ms/frame']:.0f}",
+                 f"{r['SEG']:.3f}", f"{r['AP50']:.3f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default=None, help="comma-separated names (default: every registered model)")
+    p.add_argument("--max-time", type=float, default=120.0, help="training seconds per model")
+    p.add_argument("--iterations", type=int, help="also stop after this many steps")
+    p.add_argument("--width", type=int, help="override every model's base channels")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--target", default="3class")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-frames", type=int, nargs=2, default=(0, 4))
+    p.add_argument("--test-frames", type=int, nargs=2, default=(10, 19))
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default="out/models_table.json", help="JSON results; a .md table is written beside it")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    names = args.models.split(",") if args.models else available_models()
+    img_path, gt_path = hela_paths()
+    image, gt = tifffile.imread(img_path), tifffile.imread(gt_path)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name in names:
+        print(f"{name}: training {args.max_time:g} s ...", file=sys.stderr, flush=True)
+        rows.append(measure(name, image, gt, args, out.parent))
+    table = markdown(rows)
+    print(table)
+    out.write_text(json.dumps({"args": vars(args), "results": rows}, indent=2))
+    out.with_suffix(".md").write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()
