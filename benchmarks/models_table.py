@@ -100,7 +100,7 @@ def main() -> None:
     p.add_argument("--max-time", type=float, default=120.0, help="training seconds per model")
     p.add_argument("--iterations", type=int, help="also stop after this many steps")
     p.add_argument("--width", type=int, help="override every model's base channels")
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--batch-size", type=int, help="default: 4 crops or 2 sequences (TrainConfig)")
     p.add_argument("--target", default="3class")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)

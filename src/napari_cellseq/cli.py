@@ -133,7 +133,7 @@ def _cmd_train(args) -> int:
         checkpoint_every=args.checkpoint_every,
     )
     if args.lr is None:
-        train_config = replace(train_config, lr=1e-3 if args.optimizer == "adam" else 1e-4)
+        train_config = replace(train_config, lr=TrainConfig().lr if args.optimizer == "adam" else 1e-4)
     data_config = DataConfig(target=args.target, crop_size=args.crop)
     model_config = _model_config(args) if init is None or args.model else None
     stop = threading.Event()
@@ -308,7 +308,7 @@ def _cmd_demo(args) -> int:
     ckpt = fit(image, painted, model_file, model_config=default_model_config(args.model),
                data_config=DataConfig(crop_size=128),
                train_config=TrainConfig(iterations=args.iterations, max_time=None, seed=args.seed,
-                                        device=args.device, batch_size=4),
+                                        device=args.device),
                on_event=on_event)
     bar.close()
     labels = segment(image, ckpt, device=args.device)
@@ -353,10 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto|cpu|cuda|mps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", help="model file to continue training from (e.g. one left by an interrupted run)")
-    p.add_argument("--batch-size", type=_POSITIVE_INT, default=4)
+    p.add_argument("--batch-size", type=_POSITIVE_INT,
+                   help="crops (frame models, default 4) or sequences (U-LSTM, default 2) per step")
     p.add_argument("--crop", type=_number(int, 16, "at least 16"), default=160,
                    help="training crop side in pixels (paper: 160); frames smaller than it are padded")
-    p.add_argument("--lr", type=_POSITIVE, help="learning rate (default 1e-3 adam, 1e-4 rmsprop)")
+    p.add_argument("--lr", type=_POSITIVE, help="learning rate (default 3e-3 adam, 1e-4 rmsprop as in the paper)")
     p.add_argument("--optimizer", choices=["adam", "rmsprop"], default="adam")
     p.add_argument("--width", type=_POSITIVE_INT, help="base channels of the network")
     p.add_argument("--target", choices=["3class", "2class"], default="3class")

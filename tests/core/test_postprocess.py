@@ -190,3 +190,37 @@ def test_2class_equals_connected_components(cm):
     # same partition: each reference component maps to exactly one output id and back
     pairs = {(int(a), int(b)) for a, b in zip(ref.ravel(), out.ravel())}
     assert len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs})
+
+
+def test_object_enclosed_by_another_is_merged_into_it():
+    """A ring of boundary class inside a nucleus must not cut out a cell within the cell."""
+    cm = np.zeros((40, 40), dtype=np.uint8)
+    cm[5:35, 5:35] = 2  # the rim of a big nucleus
+    cm[7:33, 7:33] = 1  # its interior ...
+    cm[15:25, 15:25] = 2  # ... with a ring of boundary class inside
+    cm[17:23, 17:23] = 1  # around an inner interior patch
+    labels = instances_from_classes(cm, "3class", min_size=1)
+    assert labels.max() == 1
+    assert np.array_equal(labels > 0, cm > 0)
+
+
+def test_touching_neighbours_are_not_merged():
+    cm = np.zeros((20, 30), dtype=np.uint8)
+    cm[5:15, 5:25] = 2
+    cm[6:14, 6:14] = 1
+    cm[6:14, 16:24] = 1
+    labels = instances_from_classes(cm, "3class", min_size=1)
+    assert labels.max() == 2
+
+
+def test_background_hole_inside_one_cell_is_filled_but_gaps_between_cells_stay():
+    cm = np.zeros((30, 50), dtype=np.uint8)
+    cm[2:28, 2:22] = 2
+    cm[4:26, 4:20] = 1
+    cm[12:16, 10:14] = 0  # a hole inside the first cell
+    cm[2:28, 26:48] = 2
+    cm[4:26, 28:46] = 1
+    labels = instances_from_classes(cm, "3class", min_size=1)
+    assert labels.max() == 2
+    assert labels[13, 11] == labels[5, 5] != 0
+    assert np.all(labels[:, 22:26] == 0)  # the gap between the cells stays background

@@ -40,6 +40,7 @@ from ..core.device import available_devices
 from ..core.errors import CellseqError
 from ..core.events import CheckpointSaved, Done, Started, Step, Validation
 from ..core.models import available_models, default_model_config, model_info
+from ..core.training import CROP_BATCH, SEQUENCE_BATCH
 from . import _layers
 from ._jobs import train_job
 from ._plot import LossPlot
@@ -108,15 +109,15 @@ class TrainWidget(QWidget):
         self.lr_spin.setDecimals(5)
         self.lr_spin.setRange(1e-5, 1.0)
         self.lr_spin.setSingleStep(1e-4)
-        self.lr_spin.setValue(1e-3)
+        self.lr_spin.setValue(TrainConfig().lr)
         self.crop_spin = QSpinBox(self)
         self.crop_spin.setRange(32, 2048)
         self.crop_spin.setSingleStep(16)
-        self.crop_spin.setValue(160)
+        self.crop_spin.setValue(DataConfig().crop_size)
         self.crop_spin.setToolTip("side of the square training crops in pixels (a multiple of 16)")
         self.batch_spin = QSpinBox(self)
         self.batch_spin.setRange(1, 256)
-        self.batch_spin.setValue(4)
+        self.batch_spin.setValue(CROP_BATCH)
         self.fresh_radio = QRadioButton("start fresh", self)
         self.continue_radio = QRadioButton("continue from current model", self)
         self.fresh_radio.setChecked(True)
@@ -243,10 +244,12 @@ class TrainWidget(QWidget):
         """Say what kind of input the chosen model expects."""
         if not name:
             return
-        kind = model_info(name).input_kind
+        temporal = model_info(name).input_kind == "time-lapse"
         self.model_kind.setText(
-            "learns from time-lapse sequences" if kind == "time-lapse" else "learns from single frames"
+            "learns from time-lapse sequences" if temporal else "learns from single frames"
         )
+        self.batch_spin.setValue(SEQUENCE_BATCH if temporal else CROP_BATCH)
+        self.batch_spin.setToolTip("sequences per step" if temporal else "crops per step")
 
     def _choose_path(self) -> None:
         """Pick where the model file is written."""
