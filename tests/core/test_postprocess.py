@@ -212,15 +212,3 @@ def test_touching_neighbours_are_not_merged():
     labels = instances_from_classes(cm, "3class", min_size=1)
     assert labels.max() == 2
 
-
-def test_background_hole_inside_one_cell_is_filled_but_gaps_between_cells_stay():
-    cm = np.zeros((30, 50), dtype=np.uint8)
-    cm[2:28, 2:22] = 2
-    cm[4:26, 4:20] = 1
-    cm[12:16, 10:14] = 0  # a hole inside the first cell
-    cm[2:28, 26:48] = 2
-    cm[4:26, 28:46] = 1
-    labels = instances_from_classes(cm, "3class", min_size=1)
-    assert labels.max() == 2
-    assert labels[13, 11] == labels[5, 5] != 0
-    assert np.all(labels[:, 22:26] == 0)  # the gap between the cells stays background

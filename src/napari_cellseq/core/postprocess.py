@@ -145,30 +145,6 @@ def _merge_enclosed(labels: np.ndarray) -> np.ndarray:
     return lut[labels]
 
 
-def _fill_holes(labels: np.ndarray) -> np.ndarray:
-    """Give every background region enclosed by a single object to that object (cells have no holes).
-
-    Background regions touching the frame edge, or bordered by several objects (a gap between
-    cells), stay background.
-    """
-    holes, n = ndi.label(labels == 0)
-    if n <= 1:
-        return labels
-    shape = labels.shape
-    out = labels
-    for index, box in enumerate(ndi.find_objects(holes)):
-        if box is None or any(sl.start == 0 or sl.stop == n_ for sl, n_ in zip(box, shape)):
-            continue
-        grown = tuple(slice(sl.start - 1, sl.stop + 1) for sl in box)
-        hole = holes[grown] == index + 1
-        around = np.unique(labels[grown][ndi.binary_dilation(hole) & ~hole])
-        if around.size == 1 and around[0] != 0:
-            if out is labels:
-                out = labels.copy()
-            out[grown][hole] = around[0]
-    return out
-
-
 def instances_from_classes(
     class_map: Any,
     target: str = "3class",
@@ -198,8 +174,7 @@ def instances_from_classes(
     2class: the connected components of class 1. 3class: the interior components are seeds;
     every other foreground pixel (class 1 or 2) joins the seed nearest along a foreground path;
     foreground components without any seed become objects of their own; an object completely
-    enclosed by one other object is merged into it (nuclei do not nest), and background holes
-    inside one object are filled.
+    enclosed by one other object is merged into it (nuclei do not nest).
     """
     n_classes = _check_target(target)
     min_size = _check_int(min_size, "min_size", 0)
@@ -251,7 +226,7 @@ def instances_from_classes(
     if np.any(orphans):
         labels = labels.astype(np.int64, copy=False)
         labels[orphans] = comps[orphans].astype(np.int64) + int(seeds.max())
-    return _finish(_fill_holes(_merge_enclosed(labels)), min_size)
+    return _finish(_merge_enclosed(labels), min_size)
 
 
 def labels_from_probabilities(

@@ -132,7 +132,7 @@ class TrainingSet:
 
         Half the 5th percentile of the painted areas, never below ``fallback``: objects less than
         half the size of the smaller cells the user painted are specks, not cells. (On HeLa,
-        frames 10-19: a quarter gave AP50 0.864, half 0.878, at SEG 0.880 / 0.879.)
+        frames 10-19: a quarter gave AP50 0.867, half 0.881, at SEG 0.875 / 0.874.)
         """
         if len(self.object_areas) < 3:
             return fallback
