@@ -46,7 +46,7 @@ from ._jobs import train_job
 from ._plot import LossPlot
 from ._state import TrainState, session_state
 from ._widgets import LayerPicker, connect_while_alive, format_seconds, reset_progress
-from ._workers import Job
+from ._workers import Job, default_mode
 
 if TYPE_CHECKING:
     import napari
@@ -338,7 +338,7 @@ class TrainWidget(QWidget):
         self.validation_label.setText("")
         reset_progress(self.progress)
         self.status.setText("starting…")
-        self.job = Job(train_job, kwargs, parent=self)
+        self.job = Job(train_job, kwargs, mode=default_mode("process"), parent=self)
         self.job.received.connect(self._on_event)
         self.job.failed.connect(self._on_failed)
         self.job.finished.connect(self._on_finished)
