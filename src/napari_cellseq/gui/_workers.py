@@ -30,10 +30,12 @@ import multiprocessing as mp
 import os
 import pickle
 import queue as queue_mod
+import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -108,10 +110,34 @@ def _spawn(handle: "_Handle", func: Callable, kwargs: dict) -> None:
     if added:
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     try:
-        handle.process.start()
+        with _main_module_hidden():
+            handle.process.start()
     finally:
         if added:
             del os.environ["OMP_WAIT_POLICY"]
+
+
+@contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Keep a spawned child from re-running the parent's ``__main__`` script.
+
+    ``spawn`` re-imports the main module in the child; a user script that opens a viewer
+    without an ``if __name__ == "__main__":`` guard would open napari again there and crash the
+    worker. The job functions live in importable modules, so the child does not need it: hide
+    ``__main__``'s file and spec while the child is started (spawn reads them in ``start()``).
+    """
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved = {key: main.__dict__[key] for key in ("__file__", "__spec__") if key in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__dict__["__spec__"] = None
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
 
 
 class _Handle:
