@@ -30,25 +30,50 @@ from napari_cellseq.core.pipeline import FrameLabels, segment_events  # noqa: E4
 from napari_cellseq.core.training import train  # noqa: E402
 
 
-def run(name: str, image, gt, args, workdir: Path) -> dict:
+def add_task_arguments(p: argparse.ArgumentParser) -> None:
+    """Options shared by the HeLa benchmarks: budget, network size, frames, device, threads."""
+    p.add_argument("--iterations", type=int, help="also stop after this many steps")
+    p.add_argument("--width", type=int, help="override base channels")
+    p.add_argument("--batch-size", type=int, help="default: 4 crops or 2 sequences (TrainConfig)")
+    p.add_argument("--lr", type=float, help="default: TrainConfig's")
+    p.add_argument("--target", default="3class")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-frames", type=int, nargs=2, default=(0, 4))
+    p.add_argument("--test-frames", type=int, nargs=2, default=(10, 19))
+    p.add_argument("--threads", type=int, default=2)
+
+
+def held_out_frames(args) -> list[int]:
+    """The held-out frames to score."""
+    return list(range(args.test_frames[0], args.test_frames[1] + 1))
+
+
+def train_on_painted_frames(name: str, image, gt, args, model_file: Path) -> tuple[int, float]:
+    """Train ``name`` on the ground truth of the training frames only; (steps, seconds)."""
     train_frames = list(range(args.train_frames[0], args.train_frames[1] + 1))
-    test_frames = list(range(args.test_frames[0], args.test_frames[1] + 1))
     painted = np.zeros_like(gt)
     painted[train_frames] = gt[train_frames]
-    model_file = workdir / f"{name}.pt"
     overrides = {"base_channels": args.width} if args.width else {}
     cfg = TrainConfig(max_time=args.max_time, iterations=args.iterations, device=args.device,
-                      seed=args.seed, batch_size=args.batch_size or TrainConfig().batch_size,
+                      seed=args.seed, batch_size=args.batch_size,
                       **({"lr": args.lr} if args.lr else {}))
-    steps, t0 = 0, time.perf_counter()
+    steps, seconds = 0, float("nan")
     for event in train(image, painted, model_file, model_config=default_model_config(name, **overrides),
                        data_config=DataConfig(target=args.target), train_config=cfg):
         if isinstance(event, Step):
             steps = event.iteration
             if steps % 50 == 0:
                 print(f"  {name}: step {steps} loss {event.loss:.4f} {event.elapsed:.0f}s", file=sys.stderr)
-        if isinstance(event, Done):
-            train_seconds = event.elapsed
+        elif isinstance(event, Done):
+            seconds = event.elapsed
+    return steps, seconds
+
+
+def run(name: str, image, gt, args, workdir: Path) -> dict:
+    t0 = time.perf_counter()
+    model_file = workdir / f"{name}.pt"
+    steps, train_seconds = train_on_painted_frames(name, image, gt, args, model_file)
     pred = np.zeros_like(gt)
     frame_times = []
     last = time.perf_counter()
@@ -59,7 +84,7 @@ def run(name: str, image, gt, args, workdir: Path) -> dict:
             last = now
             pred[event.index] = event.labels
     tifffile.imwrite(workdir / f"{name}_labels.tif", pred)
-    scores = evaluate(gt, pred, frames=test_frames)
+    scores = evaluate(gt, pred, frames=held_out_frames(args))
     return {
         "model": name,
         "train_steps": steps,
@@ -76,16 +101,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="unet,ulstm")
     p.add_argument("--max-time", type=float, default=600.0)
-    p.add_argument("--iterations", type=int)
-    p.add_argument("--width", type=int, help="override base channels")
-    p.add_argument("--batch-size", type=int, help="default: TrainConfig's")
-    p.add_argument("--lr", type=float, help="default: TrainConfig's")
-    p.add_argument("--target", default="3class")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train-frames", type=int, nargs=2, default=(0, 4))
-    p.add_argument("--test-frames", type=int, nargs=2, default=(10, 19))
-    p.add_argument("--threads", type=int, default=2)
+    add_task_arguments(p)
     p.add_argument("--out", default="out/hela_accuracy.json")
     args = p.parse_args()
     torch.set_num_threads(args.threads)

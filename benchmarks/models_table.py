@@ -34,44 +34,30 @@ import tifffile
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from hela_accuracy import add_task_arguments, held_out_frames, train_on_painted_frames  # noqa: E402
 from hela_data import hela_paths  # noqa: E402
 
 from napari_cellseq.core.checkpoint import load_checkpoint  # noqa: E402
-from napari_cellseq.core.config import DataConfig, TrainConfig  # noqa: E402
-from napari_cellseq.core.events import Done, Step  # noqa: E402
 from napari_cellseq.core.metrics import evaluate  # noqa: E402
-from napari_cellseq.core.models import available_models, default_model_config, parameter_count  # noqa: E402
+from napari_cellseq.core.models import available_models, parameter_count  # noqa: E402
 from napari_cellseq.core.pipeline import FrameLabels, segment  # noqa: E402
-from napari_cellseq.core.training import train  # noqa: E402
 
 COLUMNS = ("model", "params", "steps/s", "ms/frame", "SEG", "AP50")
 
 
 def measure(name: str, image: np.ndarray, gt: np.ndarray, args, workdir: Path) -> dict:
     """Train ``name`` on the painted frames, segment and score the test frames; one table row."""
-    train_frames = list(range(args.train_frames[0], args.train_frames[1] + 1))
-    test_frames = list(range(args.test_frames[0], args.test_frames[1] + 1))
-    painted = np.zeros_like(gt)
-    painted[train_frames] = gt[train_frames]
+    frames = held_out_frames(args)
     model_file = workdir / f"models_table_{name}.pt"
-    overrides = {"base_channels": args.width} if args.width else {}
-    train_config = TrainConfig(max_time=args.max_time, iterations=args.iterations, device=args.device,
-                               seed=args.seed, batch_size=args.batch_size)
-    steps, seconds = 0, float("nan")
-    for event in train(image, painted, model_file, model_config=default_model_config(name, **overrides),
-                       data_config=DataConfig(target=args.target), train_config=train_config):
-        if isinstance(event, Step):
-            steps = event.iteration
-        elif isinstance(event, Done):
-            seconds = event.elapsed
+    steps, seconds = train_on_painted_frames(name, image, gt, args, model_file)
     params = parameter_count(load_checkpoint(model_file).model_config)
 
     stamps = []
-    pred = segment(image, model_file, device=args.device, frames=test_frames,
+    pred = segment(image, model_file, device=args.device, frames=frames,
                    on_event=lambda e: stamps.append(time.perf_counter()) if isinstance(e, FrameLabels) else None)
     # intervals between consecutive frames; the first frame (warm-up) has no interval before it
     per_frame = np.diff(stamps) if len(stamps) > 1 else np.array([float("nan")])
-    scores = evaluate(gt, pred, frames=test_frames)
+    scores = evaluate(gt, pred, frames=frames)
     return {
         "model": name,
         "params": params,
@@ -98,15 +84,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default=None, help="comma-separated names (default: every registered model)")
     p.add_argument("--max-time", type=float, default=120.0, help="training seconds per model")
-    p.add_argument("--iterations", type=int, help="also stop after this many steps")
-    p.add_argument("--width", type=int, help="override every model's base channels")
-    p.add_argument("--batch-size", type=int, help="default: 4 crops or 2 sequences (TrainConfig)")
-    p.add_argument("--target", default="3class")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train-frames", type=int, nargs=2, default=(0, 4))
-    p.add_argument("--test-frames", type=int, nargs=2, default=(10, 19))
-    p.add_argument("--threads", type=int, default=2)
+    add_task_arguments(p)
     p.add_argument("--out", default="out/models_table.json", help="JSON results; a .md table is written beside it")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
