@@ -6,16 +6,34 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["ConvBNAct", "DoubleConv", "upsample_to"]
+__all__ = ["NORMS", "make_norm", "ConvBNAct", "DoubleConv", "upsample_to"]
+
+NORMS = ("batch", "group")
+"""Normalisation layers a block can use: batch norm, or group norm (8 groups, fewer for narrow layers)."""
+
+
+def make_norm(norm: str, channels: int) -> nn.Module:
+    """A normalisation layer over ``channels``: ``"batch"`` (BatchNorm2d) or ``"group"``.
+
+    Group norm normalises each sample and frame on its own, so training (crops of a few
+    sequences) and inference (whole frames, one at a time) compute the same statistics; batch
+    norm's running averages do not see how recurrent features drift along a sequence.
+    """
+    if norm == "batch":
+        return nn.BatchNorm2d(channels)
+    if norm == "group":
+        groups = next(g for g in (8, 4, 2, 1) if channels % g == 0 and channels // g >= 2 or g == 1)
+        return nn.GroupNorm(groups, channels)
+    raise ValueError(f"unknown normalisation {norm!r}: use one of {', '.join(NORMS)}")
 
 
 class ConvBNAct(nn.Sequential):
-    """3x3 convolution, batch norm, leaky ReLU: ``(N, C_in, H, W) -> (N, C_out, H, W)``."""
+    """3x3 convolution, normalisation, leaky ReLU: ``(N, C_in, H, W) -> (N, C_out, H, W)``."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int = 3):
+    def __init__(self, c_in: int, c_out: int, kernel: int = 3, norm: str = "batch"):
         super().__init__(
             nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False),
-            nn.BatchNorm2d(c_out),
+            make_norm(norm, c_out),
             nn.LeakyReLU(0.01, inplace=True),
         )
 
@@ -23,8 +41,8 @@ class ConvBNAct(nn.Sequential):
 class DoubleConv(nn.Sequential):
     """Two :class:`ConvBNAct`: ``(N, C_in, H, W) -> (N, C_out, H, W)``."""
 
-    def __init__(self, c_in: int, c_out: int):
-        super().__init__(ConvBNAct(c_in, c_out), ConvBNAct(c_out, c_out))
+    def __init__(self, c_in: int, c_out: int, norm: str = "batch"):
+        super().__init__(ConvBNAct(c_in, c_out, norm=norm), ConvBNAct(c_out, c_out, norm=norm))
 
 
 def upsample_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:

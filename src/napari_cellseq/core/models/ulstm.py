@@ -70,7 +70,7 @@ from torch.nn import functional as F
 from ..config import ModelConfig
 from ..errors import InputError
 from . import register_model
-from .blocks import ConvBNAct, DoubleConv, upsample_to
+from .blocks import NORMS, ConvBNAct, DoubleConv, upsample_to
 from .convlstm import ConvLSTMCell, LSTMState
 
 __all__ = ["ULSTM", "ULSTMState", "detach_state"]
@@ -104,7 +104,7 @@ def _nearest_multiples(n: int, stride: int) -> str:
     paper="Arbelle & Riklin Raviv, ISBI 2019 (paper 000)",
     input_kind="time-lapse",
     base_channels=16,
-    options=(("lstm_channels_ratio", 0.5),),
+    options=(("lstm_channels_ratio", 0.5), ("norm", "group")),
 )
 class ULSTM(nn.Module):
     """Temporal model: ``forward(x (B, T, C, H, W), state=None) -> (logits (B, T, K, H, W), state)``.
@@ -125,6 +125,9 @@ class ULSTM(nn.Module):
         ratio = float(config.option("lstm_channels_ratio", 1.0))
         if not ratio > 0:
             raise ValueError(f"model option lstm_channels_ratio must be positive, got {ratio}")
+        norm = str(config.option("norm", "batch"))
+        if norm not in NORMS:
+            raise ValueError(f"model option norm must be one of {', '.join(NORMS)}, got {norm!r}")
         self.config = config
         self.stride = 2 ** (config.depth - 1)
         self.widths = [config.base_channels * 2**level for level in range(config.depth)]
@@ -135,13 +138,13 @@ class ULSTM(nn.Module):
         c_prev = config.in_channels
         for w, w_lstm in zip(self.widths, self.lstm_widths):
             self.lstms.append(ConvLSTMCell(c_prev, w_lstm, kernel_size=3))
-            self.convs.append(ConvBNAct(w_lstm, w))
+            self.convs.append(ConvBNAct(w_lstm, w, norm=norm))
             c_prev = w
         # Decoder block l = L (bottleneck resolution, no up-sampling); see the module docstring.
-        self.bottleneck = DoubleConv(c_prev, c_prev)
+        self.bottleneck = DoubleConv(c_prev, c_prev, norm=norm)
         self.decoders = nn.ModuleList()
         for w_skip in reversed(self.widths[:-1]):
-            self.decoders.append(DoubleConv(c_prev + w_skip, w_skip))
+            self.decoders.append(DoubleConv(c_prev + w_skip, w_skip, norm=norm))
             c_prev = w_skip
         self.head = nn.Conv2d(c_prev, config.num_classes, kernel_size=1)
 
