@@ -177,7 +177,9 @@ def train(
         without a post-processing config, the minimum object size is learnt from the painted
         objects, see ``TrainingSet.typical_min_size``).
     frames : explicit frames to learn from (overrides the annotated-frame discovery).
-    init : a model file or checkpoint to continue from; its model and data settings are kept.
+    init : a model file or checkpoint to continue from; its model and data settings are kept
+        (except crop size and sampling, taken from ``data_config``), and its loss unless
+        ``train_config.loss`` names one.
     stop : called before every step; training ends, keeping its weights, once it returns True.
     partial_frames, background_label : see :class:`~napari_cellseq.core.data.dataset.TrainingSet`.
     validation_frames : annotated frames left out of training; for instance targets the
@@ -201,7 +203,8 @@ def train(
                 f"{model_config.name!r}: drop --model or start fresh without --init"
             )
         model_config = base.model_config
-        data_config = replace(base.data_config, crop_size=(data_config or base.data_config).crop_size)
+        asked = data_config or base.data_config  # crop size and sampling are the caller's choice
+        data_config = replace(base.data_config, crop_size=asked.crop_size, sampling=asked.sampling)
         # a threshold chosen for the old weights does not hold for the new ones
         postprocess_config = postprocess_config or replace(base.postprocess_config, threshold=None)
     model_config = model_config or ModelConfig()
