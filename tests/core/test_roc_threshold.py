@@ -80,3 +80,13 @@ def test_stopped_training_and_continuing_drop_the_threshold(small_movie, tmp_pat
     second = fit(image, labels, tmp_path / "b.pt", init=first, train_config=_budget(1))
     assert second.postprocess_config.threshold is None
     assert second.postprocess_config.min_size == first.postprocess_config.min_size
+
+
+def test_validation_frames_without_cells_are_refused_before_training(small_movie, tmp_path):
+    image, labels = small_movie
+    painted = labels.copy()
+    painted[4] = 0
+    painted[4, 0, 0] = 65535  # painted, but only background
+    with pytest.raises(InputError, match="both cell and background"):
+        next(train(image, painted, tmp_path / "m.pt", train_config=_budget(), validation_frames=[4],
+                   background_label=65535, **TINY))

@@ -73,7 +73,8 @@ class DataConfig:
           other class. No separation weights (there are no instances to separate).
     boundary_width : width in pixels of the boundary class drawn inside each cell (3class only).
     w0, sigma0 : separation weight of eq. 8 of the U-LSTM paper, ``w0 * exp(-(d1+d2)^2/sigma0^2)``.
-    class_weights : ``w_c`` of eq. 9 per class (the paper uses 1 for every class).
+    class_weights : ``w_c`` of eq. 9 per class (the paper uses 1 for every class); for
+        ``"classes"`` with more classes than entries, equal weights are repeated for every class.
     percentiles : low/high percentiles of per-movie normalisation to [0, 1] (shared by training
         and inference).
     crop_size : side of the square training crop (the paper uses 160).

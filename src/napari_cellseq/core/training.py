@@ -220,6 +220,13 @@ def train(
     data = TrainingSet(image, labels, data_config, frames, partial_frames, background_label,
                        weighting=WEIGHTING[loss_name], edge_weight=train_config.edge_weight)
     model_config = _with_classes(model_config, data.num_classes, init is not None)
+    if validation_frames and not data.semantic:  # checked now, not after the training budget
+        truth, valid = _validation_truth(labels, validation_frames, partial_frames, background_label)
+        if not (truth[valid].any() and (~truth[valid]).any()):
+            raise InputError(
+                f"validation frames {validation_frames} need both cell and background pixels for the "
+                "ROC: choose completely annotated frames with cells"
+            )
     if derive_min_size:
         fallback = PostprocessConfig().min_size
         postprocess_config = PostprocessConfig(min_size=data.typical_min_size(fallback))
@@ -308,12 +315,15 @@ def train(
         if data.semantic:
             logger.info("no foreground threshold for a multi-class model: validation frames only held out")
         else:
-            truth, valid = _validation_truth(labels, validation_frames, partial_frames, background_label)
-            threshold, auc = foreground_roc(model, device, data.normalized_movie(), truth, valid,
-                                            validation_frames)
-            postprocess_config = replace(postprocess_config, threshold=threshold)
-            roc = {"validation_frames": list(validation_frames), "roc_auc": auc, "threshold": threshold}
-            yield Validation(iteration=iteration, scores={"roc_auc": auc, "threshold": threshold})
+            try:
+                threshold, auc = foreground_roc(model, device, data.normalized_movie(), truth, valid,
+                                                validation_frames)
+            except (CellseqError, RuntimeError, MemoryError) as err:  # keep the trained weights
+                logger.warning("no foreground threshold: the ROC on the validation frames failed (%s)", err)
+            else:
+                postprocess_config = replace(postprocess_config, threshold=threshold)
+                roc = {"validation_frames": list(validation_frames), "roc_auc": auc, "threshold": threshold}
+                yield Validation(iteration=iteration, scores={"roc_auc": auc, "threshold": threshold})
     saved = checkpoint(iteration, elapsed)
     yield saved
     yield Done(reason=reason, iteration=iteration, path=saved.path, elapsed=elapsed)

@@ -72,7 +72,8 @@ class TrainingSet:
     Parameters
     ----------
     image : ``(Y, X)`` or ``(T, Y, X)`` grey values.
-    labels : same shape, integer instance ids (0 = unpainted).
+    labels : same shape, integer instance ids (0 = unpainted); with ``config.target ==
+        "classes"`` painted class values (``v`` = class ``v - 1``, 0 = unpainted).
     config : targets, weights, normalisation, crop size and augmentation switches.
     frames : frames to learn from; ``None`` means every frame with any label.
     partial_frames : frames whose unpainted pixels are ignored rather than background.
