@@ -17,12 +17,14 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from .data.dataset import annotated_frames
+from .errors import InputError
 from .inference import Predictor
 from .metrics import pixel_roc
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["youden_threshold", "foreground_roc"]
+__all__ = ["youden_threshold", "foreground_roc", "split_validation_frames", "validation_truth"]
 
 # At most this many validation pixels enter the ROC (an even subsample beyond it): the sort of
 # the scores stays well under a second.
@@ -69,3 +71,39 @@ def foreground_roc(
     logger.info("pixel-wise ROC on validation frames %s: AUC %.4f, threshold %.4f (Youden's J)",
                 list(frames), auc, threshold)
     return threshold, auc
+
+
+def split_validation_frames(labels: np.ndarray, frames: list[int] | None,
+                            validation_frames: list[int]) -> tuple[list[int], list[int]]:
+    """``(validation frames, training frames)`` of ``labels (T, Y, X)``: the validation frames
+    must be annotated and are left out of the training frames (default: every annotated frame)."""
+    annotated = annotated_frames(labels)
+    validation = sorted(set(int(t) for t in validation_frames))
+    missing = [t for t in validation if t not in annotated]
+    if missing:
+        raise InputError(
+            f"validation frames {missing} have no annotation: paint them completely, or choose "
+            f"annotated frames (annotated: {annotated})"
+        )
+    rest = [t for t in (annotated if frames is None else frames) if t not in validation]
+    if not rest:
+        raise InputError(
+            f"every training frame is a validation frame ({validation}): leave at least one "
+            "annotated frame for training"
+        )
+    return validation, rest
+
+
+def validation_truth(labels: np.ndarray, frames: list[int], partial_frames: tuple[int, ...],
+                     background_label: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Foreground truth and counted pixels ``(T, Y, X) bool`` of the validation frames of
+    ``labels (T, Y, X)`` (instance ids; ``background_label`` is background; unpainted pixels of
+    partly annotated frames do not count)."""
+    movie = labels[None] if labels.ndim == 2 else labels
+    truth = np.zeros(movie.shape, dtype=bool)
+    valid = np.zeros(movie.shape, dtype=bool)
+    for t in frames:
+        painted = movie[t] > 0
+        truth[t] = painted if background_label is None else painted & (movie[t] != background_label)
+        valid[t] = painted if t in set(partial_frames) else True
+    return truth, valid

@@ -40,11 +40,11 @@ import torch
 
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import DataConfig, ModelConfig, PostprocessConfig, TrainConfig
-from .data.dataset import Batch, TrainingSet, annotated_frames
+from .data.dataset import Batch, TrainingSet
 from .device import resolve_device
 from .errors import CellseqError, InputError
 from .events import CheckpointSaved, Done, Event, Started, Step, Validation
-from .calibration import foreground_roc
+from .calibration import foreground_roc, split_validation_frames, validation_truth
 from .losses import WEIGHTING, default_loss, loss_function, weighted_cross_entropy
 from .models import build_model
 from .models.ulstm import detach_state
@@ -102,16 +102,21 @@ def _set_lr(optimizer: torch.optim.Optimizer, config: TrainConfig, fraction: flo
 class _Stepper:
     """Forward, loss, backward and optimiser step on one batch or chunk."""
 
-    def __init__(self, model, optimizer, device: torch.device, amp: bool, loss_fn=weighted_cross_entropy):
+    def __init__(self, model, optimizer, device: torch.device, amp: bool, loss_fn=None):
         self.model, self.optimizer, self.device = model, optimizer, device
         self.autocast = amp and device.type == "cuda"
-        self.loss_fn = loss_fn  # (logits (N, K, H, W), classes, weights, valid (N, H, W)) -> scalar
+        # (logits (N, K, H, W), classes, weights, valid (N, H, W)) -> scalar; None: this module's
+        # weighted_cross_entropy, looked up at every step
+        self.loss_fn = loss_fn
+
+    def _loss(self, *args: torch.Tensor) -> torch.Tensor:
+        return (self.loss_fn or weighted_cross_entropy)(*args)
 
     def frame_step(self, batch: Batch) -> float:
         x, c, w, v = (t.to(self.device, non_blocking=True) for t in (batch.x, batch.classes, batch.weights, batch.valid))
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
             logits = self.model(x)
-        loss = self.loss_fn(logits, c, w, v)
+        loss = self._loss(logits, c, w, v)
         return self._update(loss)
 
     def sequence_steps(self, batch: Batch, unroll: int) -> Iterator[float]:
@@ -129,7 +134,7 @@ class _Stepper:
                     continue
                 logits, state = self.model(x[:, sl], state)
             b, t, k, hh, ww = logits.shape
-            loss = self.loss_fn(
+            loss = self._loss(
                 logits.reshape(b * t, k, hh, ww),
                 c[:, sl].reshape(b * t, hh, ww),
                 w[:, sl].reshape(b * t, hh, ww),
@@ -192,7 +197,7 @@ def train(
     """
     image, labels = prepare_training_inputs(image, labels, frames)
     if validation_frames:
-        validation_frames, frames = _split_validation(labels, frames, validation_frames)
+        validation_frames, frames = split_validation_frames(labels, frames, validation_frames)
     train_config = train_config or TrainConfig()
     _check_budget(train_config)
     if init is not None:
@@ -211,7 +216,9 @@ def train(
     data_config = data_config or DataConfig()
     loss_name = train_config.loss or (base.training.get("loss") if init is not None else None)
     loss_name = loss_name or default_loss(model_config.name)
-    loss_fn = loss_function(loss_name, train_config.focal_gamma)
+    loss_fn = loss_function(loss_name, train_config.focal_gamma)  # unknown names fail here
+    if loss_name in ("weighted_ce", "edge_weighted"):  # the edge weights are in the weight map
+        loss_fn = None  # _Stepper's default: weighted_cross_entropy
     derive_min_size = postprocess_config is None
 
     device = resolve_device(train_config.device)
@@ -221,7 +228,7 @@ def train(
                        weighting=WEIGHTING[loss_name], edge_weight=train_config.edge_weight)
     model_config = _with_classes(model_config, data.num_classes, init is not None)
     if validation_frames and not data.semantic:  # checked now, not after the training budget
-        truth, valid = _validation_truth(labels, validation_frames, partial_frames, background_label)
+        truth, valid = validation_truth(labels, validation_frames, partial_frames, background_label)
         if not (truth[valid].any() and (~truth[valid]).any()):
             raise InputError(
                 f"validation frames {validation_frames} need both cell and background pixels for the "
@@ -327,40 +334,6 @@ def train(
     saved = checkpoint(iteration, elapsed)
     yield saved
     yield Done(reason=reason, iteration=iteration, path=saved.path, elapsed=elapsed)
-
-
-def _split_validation(labels: np.ndarray, frames: list[int] | None,
-                      validation_frames: list[int]) -> tuple[list[int], list[int]]:
-    """``(validation frames, training frames)``: the validation frames must be annotated and are
-    left out of the training frames (default: every annotated frame)."""
-    annotated = annotated_frames(labels)
-    validation = sorted(set(int(t) for t in validation_frames))
-    missing = [t for t in validation if t not in annotated]
-    if missing:
-        raise InputError(
-            f"validation frames {missing} have no annotation: paint them completely, or choose "
-            f"annotated frames (annotated: {annotated})"
-        )
-    rest = [t for t in (annotated if frames is None else frames) if t not in validation]
-    if not rest:
-        raise InputError(
-            f"every training frame is a validation frame ({validation}): leave at least one "
-            "annotated frame for training"
-        )
-    return validation, rest
-
-
-def _validation_truth(labels: np.ndarray, frames: list[int], partial_frames: tuple[int, ...],
-                      background_label: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Foreground truth and counted pixels ``(T, Y, X) bool`` of the validation frames."""
-    movie = labels[None] if labels.ndim == 2 else labels
-    truth = np.zeros(movie.shape, dtype=bool)
-    valid = np.zeros(movie.shape, dtype=bool)
-    for t in frames:
-        painted = movie[t] > 0
-        truth[t] = painted if background_label is None else painted & (movie[t] != background_label)
-        valid[t] = painted if t in set(partial_frames) else True
-    return truth, valid
 
 
 def _with_classes(model_config: ModelConfig, num_classes: int, continuing: bool) -> ModelConfig:
