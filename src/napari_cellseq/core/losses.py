@@ -146,8 +146,9 @@ def edge_weights(
     """Per-pixel loss weights that over-weight object edges (FCN-GoogLeNet blog, paper 003).
 
     The blog ("Segmenting complex cells with CNNs") separates touching embryonic stem cells by
-    "overweight[ing] errors made on edge pixels during training"; it gives no formula, so we
-    define: a pixel is an *edge pixel* when some pixel of its ``(2*width+1)`` square
+    "overweight[ing] errors made on edge pixels during training"; it gives neither formula nor
+    weight (its training figure shows, per image, the cell masks and a separate image of "cell
+    edges", i.e. the cell outlines), so we define: a pixel is an *edge pixel* when some pixel of its ``(2*width+1)`` square
     neighbourhood carries a different label; edge pixels weigh ``edge_weight``, all others 1.
     With ``inner_only`` (default) only labelled pixels (``label > 0``) can be edge pixels, i.e.
     the edge is the inner rim of each object (its outline, and the line where two cells touch);
