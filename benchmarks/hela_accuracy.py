@@ -37,6 +37,9 @@ def add_task_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="default: 4 crops or 2 sequences (TrainConfig)")
     p.add_argument("--lr", type=float, help="default: TrainConfig's")
     p.add_argument("--target", default="3class")
+    p.add_argument("--loss", choices=["weighted_ce", "normalized_focal", "edge_weighted"],
+                   help="default: the loss of the model's paper (TrainConfig.loss = None)")
+    p.add_argument("--sampling", choices=["uniform", "balanced"], default="uniform")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-frames", type=int, nargs=2, default=(0, 4))
@@ -56,11 +59,11 @@ def train_on_painted_frames(name: str, image, gt, args, model_file: Path) -> tup
     painted[train_frames] = gt[train_frames]
     overrides = {"base_channels": args.width} if args.width else {}
     cfg = TrainConfig(max_time=args.max_time, iterations=args.iterations, device=args.device,
-                      seed=args.seed, batch_size=args.batch_size,
+                      seed=args.seed, batch_size=args.batch_size, loss=args.loss,
                       **({"lr": args.lr} if args.lr else {}))
     steps, seconds = 0, float("nan")
     for event in train(image, painted, model_file, model_config=default_model_config(name, **overrides),
-                       data_config=DataConfig(target=args.target), train_config=cfg):
+                       data_config=DataConfig(target=args.target, sampling=args.sampling), train_config=cfg):
         if isinstance(event, Step):
             steps = event.iteration
             if steps % 50 == 0:

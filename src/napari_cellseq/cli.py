@@ -120,9 +120,11 @@ def _cmd_train(args) -> int:
     init = load_model(args.init) if args.init else None
     image = select_channel(read_image(args.image), args.channel)
     labels = read_labels(args.labels)
+    n_frames = 1 if image.ndim == 2 else max(image.shape[0], 1)
     frames = None
     if args.frames:
-        frames = parse_frames(args.frames, 1 if image.ndim == 2 else max(image.shape[0], 1))
+        frames = parse_frames(args.frames, n_frames)
+    validation_frames = parse_frames(args.val_frames, n_frames) if args.val_frames else None
     image, labels = prepare_training_inputs(image, labels, frames)
     max_time = args.max_time
     if max_time is None and args.iterations is None:
@@ -130,18 +132,19 @@ def _cmd_train(args) -> int:
     train_config = TrainConfig(
         iterations=args.iterations, max_time=max_time, batch_size=args.batch_size,
         optimizer=args.optimizer, lr=args.lr, seed=args.seed, device=args.device,
-        checkpoint_every=args.checkpoint_every,
+        checkpoint_every=args.checkpoint_every, loss=args.loss,
     )
     if args.lr is None:
         train_config = replace(train_config, lr=TrainConfig().lr if args.optimizer == "adam" else 1e-4)
-    data_config = DataConfig(target=args.target, crop_size=args.crop)
+    data_config = DataConfig(target=args.target, crop_size=args.crop, sampling=args.sampling)
     model_config = _model_config(args) if init is None or args.model else None
     stop = threading.Event()
     received: list[int] = []
     handlers = _install_stop_handlers(stop, received)
     try:
         _train_loop(train(image, labels, out, model_config=model_config, data_config=data_config,
-                          train_config=train_config, frames=frames, init=init, stop=stop.is_set))
+                          train_config=train_config, frames=frames, init=init, stop=stop.is_set,
+                          validation_frames=validation_frames))
     finally:
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
@@ -178,7 +181,7 @@ def _install_stop_handlers(stop: threading.Event, received: list[int]) -> dict:
 
 def _train_loop(events) -> None:
     """Drain the training events into a progress bar and log lines."""
-    from .core.events import CheckpointSaved, Done, Started, Step
+    from .core.events import CheckpointSaved, Done, Started, Step, Validation
 
     bar = _Progress("train")
     last_loss = float("nan")
@@ -188,6 +191,11 @@ def _train_loop(events) -> None:
         elif isinstance(event, Step):
             last_loss = event.loss
             bar.update(event.fraction, f"step {event.iteration} loss {event.loss:.4f} {event.elapsed:.0f}s")
+        elif isinstance(event, Validation):
+            if "roc_auc" in event.scores:
+                logger.info("validation frames: pixel-wise ROC AUC %.4f; foreground threshold %.4f "
+                            "(Youden's J) stored in the model", event.scores["roc_auc"],
+                            event.scores["threshold"])
         elif isinstance(event, CheckpointSaved):
             logger.debug("checkpoint at step %d -> %s", event.iteration, event.path)
         elif isinstance(event, Done):
@@ -232,7 +240,8 @@ def _cmd_segment(args) -> int:
             bar.update(1.0, f"{event.iteration} frames in {event.elapsed:.1f}s", force=True)
             bar.close()
 
-    labels = segment(image, ckpt, device=args.device, on_event=on_event, frames=frames, tile=args.tile)
+    labels = segment(image, ckpt, device=args.device, on_event=on_event, frames=frames, tile=args.tile,
+                     output=args.output)
     if args.ctc:
         write_ctc_masks(out, labels, overwrite=args.overwrite)
     else:
@@ -243,17 +252,21 @@ def _cmd_segment(args) -> int:
 
 def _cmd_evaluate(args) -> int:
     from .core.io import parse_frames, read_labels
-    from .core.metrics import evaluate
+    from .core.metrics import evaluate, evaluate_classes
 
     gt, pred = read_labels(args.gt), read_labels(args.pred)
     frames = None
     if args.frames:
         frames = parse_frames(args.frames, 1 if gt.ndim == 2 else gt.shape[0])
-    print(json.dumps(evaluate(gt, pred, frames=frames)))
+    if args.classes:
+        print(json.dumps(evaluate_classes(gt, pred, frames=frames)))
+    else:
+        print(json.dumps(evaluate(gt, pred, frames=frames)))
     return 0
 
 
 def _cmd_models(args) -> int:
+    from .core.losses import default_loss
     from .core.models import available_models, default_model_config, model_info, parameter_count
 
     names = available_models()
@@ -261,7 +274,9 @@ def _cmd_models(args) -> int:
     for name in names:
         info = model_info(name)
         params = parameter_count(default_model_config(name))
-        print(f"{name:{width}s} {params:>12,d} parameters  {info.input_kind:11s} {info.paper}")
+        loss = default_loss(name)
+        print(f"{name:{width}s} {params:>12,d} parameters  {info.input_kind:11s} "
+              f"loss {loss:16s} {info.paper}")
     return 0
 
 
@@ -360,7 +375,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=_POSITIVE, help="learning rate (default 3e-3 adam, 1e-4 rmsprop as in the paper)")
     p.add_argument("--optimizer", choices=["adam", "rmsprop"], default="adam")
     p.add_argument("--width", type=_POSITIVE_INT, help="base channels of the network")
-    p.add_argument("--target", choices=["3class", "2class"], default="3class")
+    p.add_argument("--target", choices=["3class", "2class", "classes"], default="3class",
+                   help="3class/2class: labels are cell instances (3class adds a boundary class that "
+                        "separates touching cells); classes: each label value is a class (1 = background, "
+                        "2, 3, ... e.g. nucleus, cytoplasm; 0 = unpainted, ignored)")
+    p.add_argument("--loss", choices=["weighted_ce", "normalized_focal", "edge_weighted"],
+                   help="weighted_ce (U-LSTM paper eq. 8-9), normalized_focal (GRUU-Net) or edge_weighted "
+                        "(FCN-GoogLeNet blog); default: the loss of the model's paper (see `models`), or "
+                        "that of --init")
+    p.add_argument("--sampling", choices=["uniform", "balanced"], default="uniform",
+                   help="crop centres: uniform, or balanced (each class equally likely at the centre)")
+    p.add_argument("--val-frames", metavar="FRAMES",
+                   help="annotated frames held out of training, e.g. 5,6; for cell (instance) targets the "
+                        "foreground threshold is chosen on them by a pixel-wise ROC (AUC is reported)")
     p.add_argument("--checkpoint-every", type=_POSITIVE, default=30.0, metavar="SECONDS",
                    help="advanced: seconds between model files saved during training (default 30)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
@@ -378,6 +405,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=_number(int, 32, "at least 32"), default=1536, metavar="PIXELS",
                    help="largest tile side; bigger frames are cut into overlapping tiles (default 1536; "
                         "made smaller automatically when the device runs out of memory)")
+    p.add_argument("--output", choices=["instances", "classes"],
+                   help="instances: cell labels 1..n per frame; classes: the class map as painted values "
+                        "(1 = background, 2, 3, ...); default: classes for a model trained with --target "
+                        "classes, else instances")
     p.add_argument("--ctc", action="store_true", help="write maskNNN.tif files into the --out folder")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=_cmd_segment)
@@ -386,6 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gt", required=True)
     p.add_argument("--pred", required=True)
     p.add_argument("--frames", help="frames to score, e.g. 10-19")
+    p.add_argument("--classes", action="store_true",
+                   help="score class maps (painted values, 1 = background, 0 = unpainted and not scored): "
+                        "per-class Dice, mean Dice and pixel accuracy")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("models", help="list the available networks")

@@ -61,17 +61,30 @@ class DataConfig:
 
     Attributes
     ----------
-    target : ``"3class"`` (background / interior / boundary, separates touching cells) or
-        ``"2class"`` (background / cell, the U-LSTM paper's labelling).
+    target : what the painted label values mean and what the network learns:
+
+        * ``"3class"`` (default): labels are instance ids; the network learns background /
+          interior / boundary (separates touching cells);
+        * ``"2class"``: labels are instance ids; background / cell (the U-LSTM paper's labelling);
+        * ``"classes"``: semantic segmentation: label value ``v > 0`` is class ``v - 1`` (so a
+          biologist paints background 1, nucleus 2, cytoplasm 3, ...), 0 stays unpainted and
+          carries no loss in every frame; the number of classes is the largest painted value.
+          Class 0 (value 1) is the background class: post-processing makes instances of every
+          other class. No separation weights (there are no instances to separate).
     boundary_width : width in pixels of the boundary class drawn inside each cell (3class only).
     w0, sigma0 : separation weight of eq. 8 of the U-LSTM paper, ``w0 * exp(-(d1+d2)^2/sigma0^2)``.
-    class_weights : ``w_c`` of eq. 9 per class (the paper uses 1 for every class).
+    class_weights : ``w_c`` of eq. 9 per class (the paper uses 1 for every class); for
+        ``"classes"`` with more classes than entries, equal weights are repeated for every class.
     percentiles : low/high percentiles of per-movie normalisation to [0, 1] (shared by training
         and inference).
     crop_size : side of the square training crop (the paper uses 160).
     augment_affine, augment_elastic : random affine (rotation, scale, shear) and elastic
         deformation, as listed in section 2.3 of the U-LSTM paper; flips and 90-degree rotations
         are always on; grey values are not augmented (the paper calls them biologically meaningful).
+    sampling : where training crops are centred: ``"uniform"`` (anywhere, the U-LSTM paper) or
+        ``"balanced"``: a target class is drawn uniformly first, then a painted pixel of that
+        class becomes the crop centre, so every class is equally likely at the crop centre (the
+        class-balanced patch sampling of paper 004, which draws patches "from each category").
     """
 
     target: str = "3class"
@@ -83,6 +96,7 @@ class DataConfig:
     crop_size: int = 160
     augment_affine: bool = True
     augment_elastic: bool = True
+    sampling: str = "uniform"
 
 
 @dataclass(frozen=True)
@@ -105,6 +119,13 @@ class TrainConfig:
     device : ``"auto"`` (CUDA, then MPS, then CPU), ``"cuda"``, ``"mps"`` or ``"cpu"``.
     checkpoint_every : seconds between checkpoints written during training.
     amp : mixed precision on CUDA.
+    loss : ``"weighted_ce"`` (eq. 8-9 of the U-LSTM paper), ``"normalized_focal"`` (GRUU-Net,
+        paper 001) or ``"edge_weighted"`` (FCN-GoogLeNet blog, paper 003); ``None``: the loss of
+        the model's paper (:func:`napari_cellseq.core.losses.default_loss`; continuing from a
+        model file keeps that file's loss). An explicit choice always wins. The resolved name is
+        stored in the checkpoint's ``training["loss"]``.
+    focal_gamma : focusing exponent of the normalized focal loss (2, as Lin et al.).
+    edge_weight : weight of edge pixels for ``"edge_weighted"`` (the blog gives no value).
     """
 
     iterations: int | None = None
@@ -117,6 +138,9 @@ class TrainConfig:
     device: str = "auto"
     checkpoint_every: float = 30.0
     amp: bool = True
+    loss: str | None = None
+    focal_gamma: float = 2.0
+    edge_weight: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -126,9 +150,14 @@ class PostprocessConfig:
     Attributes
     ----------
     min_size : objects smaller than this many pixels are removed (no upper limit).
+    threshold : ``None``: each pixel takes its most probable class (argmax). A number: a pixel
+        is foreground when ``1 - p(background) >= threshold`` (then its foreground class is the
+        most probable one); chosen by training from a pixel-wise ROC on validation frames
+        (Youden's J), as the FCN-GoogLeNet blog (paper 003) thresholds its cell probability.
     """
 
     min_size: int = 15
+    threshold: float | None = None
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -10,6 +10,18 @@ the same ``(N, K, H, W)`` logits and ``(N, H, W)`` classes / weights / valid mas
 :func:`weighted_cross_entropy`. :func:`edge_weights` turns ``(N, H, W)`` labels into the
 per-pixel weights of the FCN-GoogLeNet blog's edge over-weighting (paper 003), to be multiplied
 into the ``weights`` of either loss.
+
+Training selects one of :data:`LOSSES` (``TrainConfig.loss``); each comes with the per-pixel
+weight map it is defined with (:data:`WEIGHTING`), built by the training set:
+
+* ``"weighted_ce"``: :func:`weighted_cross_entropy` with ``w_c + w_d`` (U-LSTM paper eq. 8-9);
+* ``"normalized_focal"``: :func:`normalized_focal_loss` with the class weights ``w_c`` only: the
+  focal term itself is what GRUU-Net relies on "to deal with class imbalance and enforce object
+  separation", so no separation map is added;
+* ``"edge_weighted"``: :func:`weighted_cross_entropy` with ``w_c * edge_weights(labels)``.
+
+:func:`default_loss` gives the loss of each network's paper (GRUU-Net: normalized focal;
+FCN-GoogLeNet: edge weighted; every other network: weighted CE).
 """
 
 from __future__ import annotations
@@ -18,7 +30,41 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-__all__ = ["weighted_cross_entropy", "normalized_focal_loss", "edge_weights"]
+__all__ = [
+    "LOSSES",
+    "WEIGHTING",
+    "weighted_cross_entropy",
+    "normalized_focal_loss",
+    "edge_weights",
+    "default_loss",
+    "loss_function",
+]
+
+#: Loss names ``TrainConfig.loss`` accepts.
+LOSSES = ("weighted_ce", "normalized_focal", "edge_weighted")
+#: The per-pixel weight map each loss uses: ``"separation"`` = ``w_c + w_d`` (eq. 9),
+#: ``"class"`` = ``w_c``, ``"edge"`` = ``w_c * edge_weights``.
+WEIGHTING = {"weighted_ce": "separation", "normalized_focal": "class", "edge_weighted": "edge"}
+_PAPER_LOSS = {"gruunet": "normalized_focal", "fcn_googlenet": "edge_weighted"}
+
+
+def default_loss(model_name: str) -> str:
+    """The loss of the paper of network ``model_name`` (``"weighted_ce"`` when it names none)."""
+    return _PAPER_LOSS.get(model_name, "weighted_ce")
+
+
+def loss_function(name: str, focal_gamma: float = 2.0):
+    """``f(logits (N, K, H, W), classes (N, H, W), weights (N, H, W), valid (N, H, W)) -> scalar``
+    of loss ``name`` (one of :data:`LOSSES`); unknown names raise CellseqError."""
+    from .errors import CellseqError
+
+    if name == "normalized_focal":
+        if focal_gamma < 0:
+            raise CellseqError(f"focal gamma must be 0 or more, got {focal_gamma}")
+        return lambda logits, c, w, v: normalized_focal_loss(logits, c, w, v, gamma=focal_gamma)
+    if name in ("weighted_ce", "edge_weighted"):  # the edge weights are in the weight map
+        return weighted_cross_entropy
+    raise CellseqError(f"unknown loss {name!r}: choose one of {', '.join(LOSSES)}")
 
 
 def weighted_cross_entropy(
@@ -42,6 +88,16 @@ def normalized_focal_loss(
     gamma: float = 2.0,
 ) -> torch.Tensor:
     """Normalized focal loss of GRUU-Net (Wollmann et al., Medical Image Analysis 2019, paper 001).
+
+    What the paper (the excerpt we have: highlights and sections 1-2.1) says: "Introduction of
+    normalized focal loss for momentum based optimizers"; "a novel focal loss function for
+    momentum-based optimizers, which enforces the network to learn separating touching
+    objects"; "trained with a normalized pixel-wise focal cross-entropy loss to deal with class
+    imbalance and enforce object separation". The excerpt stops before the loss equation, so
+    the normalisation below is our reading of "normalized ... for momentum-based optimizers"
+    (the focal weights rescaled to keep the loss scale, hence the effective step of a momentum
+    optimizer, from shrinking as training progresses); it is checked by
+    ``tests/core/test_losses.py`` (weights sum to the pixel count; ``gamma=0`` is plain CE).
 
     The focal loss (Lin et al. 2017) scales each pixel's cross-entropy by ``(1 - p_t)**gamma``,
     ``p_t`` being the predicted probability of the true class, so confidently right ("easy")
@@ -90,8 +146,9 @@ def edge_weights(
     """Per-pixel loss weights that over-weight object edges (FCN-GoogLeNet blog, paper 003).
 
     The blog ("Segmenting complex cells with CNNs") separates touching embryonic stem cells by
-    "overweight[ing] errors made on edge pixels during training"; it gives no formula, so we
-    define: a pixel is an *edge pixel* when some pixel of its ``(2*width+1)`` square
+    "overweight[ing] errors made on edge pixels during training"; it gives neither formula nor
+    weight (its training figure shows, per image, the cell masks and a separate image of "cell
+    edges", i.e. the cell outlines), so we define: a pixel is an *edge pixel* when some pixel of its ``(2*width+1)`` square
     neighbourhood carries a different label; edge pixels weigh ``edge_weight``, all others 1.
     With ``inner_only`` (default) only labelled pixels (``label > 0``) can be edge pixels, i.e.
     the edge is the inner rim of each object (its outline, and the line where two cells touch);

@@ -30,6 +30,7 @@ __all__ = [
     "pixel_accuracy",
     "evaluate",
     "per_class_dice",
+    "evaluate_classes",
     "pixel_roc",
 ]
 
@@ -375,6 +376,47 @@ def per_class_dice(gt_classes: Any, pred_classes: Any, num_classes: int) -> list
     inter = np.diag(cm)
     sizes = cm.sum(axis=0) + cm.sum(axis=1)
     return [float(2 * i / s) if s else 1.0 for i, s in zip(inter, sizes)]
+
+
+def evaluate_classes(
+    gt: Any, pred: Any, frames: Sequence[int] | None = None, num_classes: int | None = None
+) -> dict[str, Any]:
+    """Scores of a semantic class map against painted classes.
+
+    ``gt``, ``pred``: integer maps of equal shape ``(Y, X)`` or ``(T, Y, X)`` written as painted
+    values: ``v > 0`` is class ``v - 1`` (1 = background), 0 = not painted (``gt``) or not
+    segmented (``pred``). Only pixels painted in ``gt`` are scored; a ``pred`` of 0 there is
+    wrong for every class. ``frames`` as in :func:`evaluate`. ``num_classes`` defaults to the
+    largest value in either map.
+
+    Returns ``dice_per_class`` (:func:`per_class_dice` per class, index = class), ``mean_dice``
+    (mean over the classes present in ``gt`` or ``pred``), ``pixel_accuracy``, ``num_classes``
+    and ``n_pixels`` (pixels scored).
+    """
+    g, p = _check_pair(gt, pred)
+    idx = _check_frames(frames, g.shape[0], np.ndim(gt))
+    g, p = g[idx], p[idx]
+    painted = g > 0
+    if not np.any(painted):
+        raise InputError("gt has no painted pixel in the frames scored: pass the painted class labels")
+    k = int(max(int(g.max()), int(p.max()))) if num_classes is None else int(num_classes)
+    gc = g[painted].astype(np.int64) - 1
+    pc = p[painted].astype(np.int64) - 1
+    pc[pc < 0] = k  # not segmented: an extra class that matches nothing
+    if int(gc.max()) >= k or int(pc.max()) > k:
+        raise InputError(
+            f"the labels hold classes up to {max(int(gc.max()), int(pc.max())) + 1} but num_classes "
+            f"is {k}: pass the right number of classes"
+        )
+    scores = per_class_dice(gc, pc, k + 1)[:k]
+    present = [c for c in range(k) if np.any(gc == c) or np.any(pc == c)]
+    return {
+        "dice_per_class": scores,
+        "mean_dice": float(np.mean([scores[c] for c in present])) if present else 1.0,
+        "pixel_accuracy": float(np.count_nonzero(gc == pc) / gc.size),
+        "num_classes": k,
+        "n_pixels": int(gc.size),
+    }
 
 
 def pixel_roc(

@@ -26,7 +26,7 @@ from .errors import CellseqError, InputError, ModelFileError
 from .events import Done, Event, FrameDone, Started
 from .inference import Predictor
 from .io import check_image, check_image_layout, check_labels
-from .postprocess import labels_from_probabilities
+from .postprocess import OUTPUTS, class_map_from_probabilities, labels_from_probabilities
 
 logger = logging.getLogger(__name__)
 
@@ -182,13 +182,18 @@ def segment_events(
     stop: Callable[[], bool] | None = None,
     tile: int = 1536,
     min_size: int | None = None,
+    output: str | None = None,
 ) -> Iterator[Event]:
     """Segment ``image`` ``(Y, X)`` or ``(T, Y, X)`` frame by frame, yielding events.
 
-    Yields ``Started``, one :class:`FrameLabels` per requested frame (its ``labels`` are
-    ``(Y, X)`` instance ids numbered 1..n within the frame, uint16 or uint32), and ``Done``
-    (reason ``finished`` or ``stopped``). Normalisation uses the percentiles saved in the model
-    file, computed on this movie (on an even subsample of frames for long movies).
+    Yields ``Started``, one :class:`FrameLabels` per requested frame, and ``Done`` (reason
+    ``finished`` or ``stopped``). With ``output="instances"`` a frame's ``labels`` are ``(Y, X)``
+    instance ids numbered 1..n within the frame (uint16 or uint32); with ``"classes"`` they are
+    the class map ``(Y, X) uint16`` written as painted values, ``class + 1`` (1 = background),
+    so it can be corrected and trained on again. ``None``: ``"classes"`` for a semantic model
+    (target ``"classes"``), else ``"instances"``. The model file's post-processing threshold,
+    if any, decides background / foreground. Normalisation uses the percentiles saved in the
+    model file, computed on this movie (on an even subsample of frames for long movies).
 
     ``image`` may be any array-like with ``shape`` and ``__getitem__`` (numpy, memmap, dask,
     zarr); it is read one frame at a time. Bad input raises
@@ -196,6 +201,11 @@ def segment_events(
     memory makes the tiles smaller (see :class:`~napari_cellseq.core.inference.Predictor`).
     """
     ckpt = load_model(model)
+    target = ckpt.data_config.target
+    output = output or ("classes" if target == "classes" else "instances")
+    if output not in OUTPUTS:
+        raise InputError(f"unknown output {output!r}: choose one of {', '.join(OUTPUTS)}")
+    threshold = ckpt.postprocess_config.threshold
     movie = _Frames(_open_image(image))
     n = movie.shape[0]
     frames = list(range(n)) if frames is None else sorted(set(int(t) for t in frames))
@@ -213,7 +223,10 @@ def segment_events(
     t0 = time.perf_counter()
     done = 0
     for t, probs in predictor.predict(movie, frames, stop):
-        labels = labels_from_probabilities(probs, ckpt.data_config.target, min_size)
+        if output == "classes":
+            labels = class_map_from_probabilities(probs, threshold).astype(np.uint16) + np.uint16(1)
+        else:
+            labels = labels_from_probabilities(probs, target, min_size, threshold=threshold)
         done += 1
         yield FrameLabels(t, len(frames), labels)
     reason = "finished" if done == len(frames) else "stopped"

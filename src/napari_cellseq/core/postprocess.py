@@ -10,6 +10,13 @@ seed nearest to it along a path through foreground (a breadth-first flood over t
 vectorised over the whole front), so touching cells separated by a boundary come out apart and
 the boundary rim is shared out between them. A 700x1100 frame of 100-200 cells takes about
 25-40 ms on one CPU core.
+
+Semantic models (target ``"classes"``, any number of classes, class 0 = background) give
+either their class map (:func:`class_map_from_probabilities`, written as painted values
+``class + 1``) or instances: the connected components of every foreground class, numbered
+across classes (:func:`instances_per_class`). A ``threshold`` (chosen from a pixel-wise ROC on
+validation frames, see :mod:`napari_cellseq.core.calibration`) replaces the argmax's
+background / foreground decision: foreground when ``1 - p(background) >= threshold``.
 """
 
 from __future__ import annotations
@@ -21,7 +28,18 @@ from scipy import ndimage as ndi
 
 from .errors import InputError
 
-__all__ = ["TARGETS", "smallest_label_dtype", "instances_from_classes", "labels_from_probabilities"]
+__all__ = [
+    "TARGETS",
+    "OUTPUTS",
+    "smallest_label_dtype",
+    "instances_from_classes",
+    "instances_per_class",
+    "class_map_from_probabilities",
+    "labels_from_probabilities",
+]
+
+#: What segmentation writes: instance labels or the class map (painted values, class + 1).
+OUTPUTS = ("instances", "classes")
 
 #: Number of classes of each target kind.
 TARGETS: dict[str, int] = {"2class": 2, "3class": 3}
@@ -229,30 +247,78 @@ def instances_from_classes(
     return _finish(_merge_enclosed(labels), min_size)
 
 
+def class_map_from_probabilities(probs: Any, threshold: float | None = None) -> np.ndarray:
+    """Per-pixel class ``(Y, X) uint8`` of class probabilities ``(K, Y, X)``.
+
+    ``threshold`` ``None``: the argmax. A number: background (0) where
+    ``1 - probs[0] < threshold``, elsewhere the most probable of classes ``1..K-1``.
+    """
+    p = np.asarray(probs)
+    if threshold is None:
+        return np.argmax(p, axis=0).astype(np.uint8)
+    fg = (1.0 - p[0]) >= threshold
+    return np.where(fg, np.argmax(p[1:], axis=0) + 1, 0).astype(np.uint8)
+
+
+def instances_per_class(
+    class_map: Any, min_size: int = 15, connectivity: int = 1
+) -> np.ndarray:
+    """Instance labels of a semantic class map ``(Y, X)`` (0 = background class).
+
+    Every connected component of each class ``k >= 1`` becomes one object; ids ``1..n`` run
+    over all classes (class 1's objects first). Objects under ``min_size`` pixels are removed.
+    Returns a ``(Y, X)`` label image of :func:`smallest_label_dtype`.
+    """
+    min_size = _check_int(min_size, "min_size", 0)
+    connectivity = _check_int(connectivity, "connectivity", 1, 2)
+    cm = np.asarray(class_map)
+    if cm.ndim != 2 or cm.dtype.kind not in "iu":
+        raise InputError(f"class_map must be a (Y, X) integer array, got {cm.dtype} of shape {cm.shape}")
+    structure = _structure(connectivity)
+    labels = np.zeros(cm.shape, dtype=np.int64)
+    offset = 0
+    for k in np.unique(cm):
+        if k == 0:
+            continue
+        comps, n = ndi.label(cm == k, structure=structure)
+        labels[comps > 0] = comps[comps > 0] + offset
+        offset += n
+    return _finish(labels, min_size)
+
+
 def labels_from_probabilities(
-    probs: Any, target: str = "3class", min_size: int = 15, connectivity: int = 1
+    probs: Any, target: str = "3class", min_size: int = 15, connectivity: int = 1,
+    threshold: float | None = None,
 ) -> np.ndarray:
     """Instance labels from class probabilities (or logits).
 
     ``probs``: (K, Y, X) float array, K = 3 for ``"3class"``, 2 for ``"2class"`` (class order as
-    in :func:`instances_from_classes`). The per-pixel argmax goes through
+    in :func:`instances_from_classes`), any K >= 2 for ``"classes"`` (components per foreground
+    class, :func:`instances_per_class`). The per-pixel class (argmax, or ``threshold`` on the
+    foreground probability, see :func:`class_map_from_probabilities`) goes through
     :func:`instances_from_classes`; returns a (Y, X) ``uint16``/``uint32`` label image.
     """
-    n_classes = _check_target(target)
     p = np.asarray(probs)
     if p.ndim != 3:
         raise InputError(
             f"probs has shape {p.shape} but (K, Y, X) is needed: pass one frame's class "
             "probabilities, classes first"
         )
-    if p.shape[0] != n_classes:
-        raise InputError(
-            f"probs has {p.shape[0]} classes (axis 0) but target {target!r} needs {n_classes}: "
-            "pass the matching target, or put the class axis first"
-        )
+    if target == "classes":
+        if p.shape[0] < 2:
+            raise InputError(f"probs has {p.shape[0]} class (axis 0); a semantic model has at least 2")
+    else:
+        n_classes = _check_target(target)
+        if p.shape[0] != n_classes:
+            raise InputError(
+                f"probs has {p.shape[0]} classes (axis 0) but target {target!r} needs {n_classes}: "
+                "pass the matching target, or put the class axis first"
+            )
     if p.dtype.kind not in "fiu":
         raise InputError(f"probs has dtype {p.dtype}: pass float class probabilities")
     if p.dtype.kind == "f" and not np.all(np.isfinite(p)):
         raise InputError("probs has NaN or infinite values: check the model output")
-    class_map = np.argmax(p, axis=0).astype(np.uint8)
+    class_map = class_map_from_probabilities(p, threshold)
+    if target == "classes":
+        return instances_per_class(class_map, min_size=min_size, connectivity=connectivity)
     return instances_from_classes(class_map, target, min_size=min_size, connectivity=connectivity)

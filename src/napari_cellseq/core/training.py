@@ -17,6 +17,12 @@ annotated frames, while unannotated frames still feed the recurrence.
 Departures from the paper, measured on HeLa (see README): Adam with learning rate 3e-3 and a
 cosine decay over the budget instead of constant RMSProp 1e-4 (both available), because the
 budget here is minutes on a CPU rather than 100k iterations.
+
+The loss is ``TrainConfig.loss`` (default: the loss of the network's paper, see
+:func:`napari_cellseq.core.losses.default_loss`); its name is stored in the model file. With
+``validation_frames``, those annotated frames are left out of training and, at the end, a
+pixel-wise ROC of the foreground probability on them sets the post-processing threshold
+(:mod:`napari_cellseq.core.calibration`, FCN-GoogLeNet blog).
 """
 
 from __future__ import annotations
@@ -37,8 +43,9 @@ from .config import DataConfig, ModelConfig, PostprocessConfig, TrainConfig
 from .data.dataset import Batch, TrainingSet
 from .device import resolve_device
 from .errors import CellseqError, InputError
-from .events import CheckpointSaved, Done, Event, Started, Step
-from .losses import weighted_cross_entropy
+from .events import CheckpointSaved, Done, Event, Started, Step, Validation
+from .calibration import foreground_roc, split_validation_frames, validation_truth
+from .losses import WEIGHTING, default_loss, loss_function, weighted_cross_entropy
 from .models import build_model
 from .models.ulstm import detach_state
 from .pipeline import prepare_training_inputs
@@ -95,15 +102,21 @@ def _set_lr(optimizer: torch.optim.Optimizer, config: TrainConfig, fraction: flo
 class _Stepper:
     """Forward, loss, backward and optimiser step on one batch or chunk."""
 
-    def __init__(self, model, optimizer, device: torch.device, amp: bool):
+    def __init__(self, model, optimizer, device: torch.device, amp: bool, loss_fn=None):
         self.model, self.optimizer, self.device = model, optimizer, device
         self.autocast = amp and device.type == "cuda"
+        # (logits (N, K, H, W), classes, weights, valid (N, H, W)) -> scalar; None: this module's
+        # weighted_cross_entropy, looked up at every step
+        self.loss_fn = loss_fn
+
+    def _loss(self, *args: torch.Tensor) -> torch.Tensor:
+        return (self.loss_fn or weighted_cross_entropy)(*args)
 
     def frame_step(self, batch: Batch) -> float:
         x, c, w, v = (t.to(self.device, non_blocking=True) for t in (batch.x, batch.classes, batch.weights, batch.valid))
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
             logits = self.model(x)
-        loss = weighted_cross_entropy(logits, c, w, v)
+        loss = self._loss(logits, c, w, v)
         return self._update(loss)
 
     def sequence_steps(self, batch: Batch, unroll: int) -> Iterator[float]:
@@ -121,7 +134,7 @@ class _Stepper:
                     continue
                 logits, state = self.model(x[:, sl], state)
             b, t, k, hh, ww = logits.shape
-            loss = weighted_cross_entropy(
+            loss = self._loss(
                 logits.reshape(b * t, k, hh, ww),
                 c[:, sl].reshape(b * t, hh, ww),
                 w[:, sl].reshape(b * t, hh, ww),
@@ -156,6 +169,7 @@ def train(
     stop: Callable[[], bool] | None = None,
     partial_frames: tuple[int, ...] = (),
     background_label: int | None = None,
+    validation_frames: list[int] | None = None,
 ) -> Iterator[Event]:
     """Train a network on the annotated frames of ``image``, yielding events.
 
@@ -168,14 +182,22 @@ def train(
         without a post-processing config, the minimum object size is learnt from the painted
         objects, see ``TrainingSet.typical_min_size``).
     frames : explicit frames to learn from (overrides the annotated-frame discovery).
-    init : a model file or checkpoint to continue from; its model and data settings are kept.
+    init : a model file or checkpoint to continue from; its model and data settings are kept
+        (except crop size and sampling, taken from ``data_config``), and its loss unless
+        ``train_config.loss`` names one.
     stop : called before every step; training ends, keeping its weights, once it returns True.
     partial_frames, background_label : see :class:`~napari_cellseq.core.data.dataset.TrainingSet`.
+    validation_frames : annotated frames left out of training; for instance targets the
+        foreground threshold is then chosen on them (pixel-wise ROC, Youden's J) and stored in
+        the post-processing settings, with a ``Validation`` event holding ``roc_auc`` and
+        ``threshold`` (skipped when training is stopped).
 
     Yields ``Started``, then ``Step`` per optimiser step, ``CheckpointSaved`` after each file
     write, and finally ``Done`` (reason ``iterations``, ``time`` or ``stopped``).
     """
     image, labels = prepare_training_inputs(image, labels, frames)
+    if validation_frames:
+        validation_frames, frames = split_validation_frames(labels, frames, validation_frames)
     train_config = train_config or TrainConfig()
     _check_budget(train_config)
     if init is not None:
@@ -186,19 +208,32 @@ def train(
                 f"{model_config.name!r}: drop --model or start fresh without --init"
             )
         model_config = base.model_config
-        data_config = replace(base.data_config, crop_size=(data_config or base.data_config).crop_size)
-        postprocess_config = postprocess_config or base.postprocess_config
+        asked = data_config or base.data_config  # crop size and sampling are the caller's choice
+        data_config = replace(base.data_config, crop_size=asked.crop_size, sampling=asked.sampling)
+        # a threshold chosen for the old weights does not hold for the new ones
+        postprocess_config = postprocess_config or replace(base.postprocess_config, threshold=None)
     model_config = model_config or ModelConfig()
     data_config = data_config or DataConfig()
+    loss_name = train_config.loss or (base.training.get("loss") if init is not None else None)
+    loss_name = loss_name or default_loss(model_config.name)
+    loss_fn = loss_function(loss_name, train_config.focal_gamma)  # unknown names fail here
+    if loss_name in ("weighted_ce", "edge_weighted"):  # the edge weights are in the weight map
+        loss_fn = None  # _Stepper's default: weighted_cross_entropy
     derive_min_size = postprocess_config is None
-    want_classes = 3 if data_config.target == "3class" else 2
-    if model_config.num_classes != want_classes:
-        model_config = replace(model_config, num_classes=want_classes)
 
     device = resolve_device(train_config.device)
     torch.manual_seed(train_config.seed)
     rng = np.random.default_rng(train_config.seed)
-    data = TrainingSet(image, labels, data_config, frames, partial_frames, background_label)
+    data = TrainingSet(image, labels, data_config, frames, partial_frames, background_label,
+                       weighting=WEIGHTING[loss_name], edge_weight=train_config.edge_weight)
+    model_config = _with_classes(model_config, data.num_classes, init is not None)
+    if validation_frames and not data.semantic:  # checked now, not after the training budget
+        truth, valid = validation_truth(labels, validation_frames, partial_frames, background_label)
+        if not (truth[valid].any() and (~truth[valid]).any()):
+            raise InputError(
+                f"validation frames {validation_frames} need both cell and background pixels for the "
+                "ROC: choose completely annotated frames with cells"
+            )
     if derive_min_size:
         fallback = PostprocessConfig().min_size
         postprocess_config = PostprocessConfig(min_size=data.typical_min_size(fallback))
@@ -207,12 +242,13 @@ def train(
         model.load_state_dict(base.state_dict)
     model.to(device).train()
     optimizer = _make_optimizer(model, train_config)
-    stepper = _Stepper(model, optimizer, device, train_config.amp)
+    stepper = _Stepper(model, optimizer, device, train_config.amp, loss_fn)
     out_path = Path(out_path)
     temporal = bool(getattr(model, "temporal", False))
     batch_size = train_config.batch_size or (SEQUENCE_BATCH if temporal else CROP_BATCH)
     history = dict(base.training) if init is not None else {}
     prior_iterations = int(history.get("iterations", 0))
+    roc: dict = {}  # validation frames, ROC AUC and threshold once chosen
 
     def checkpoint(iteration: int, elapsed: float) -> CheckpointSaved:
         ckpt = Checkpoint(
@@ -230,6 +266,10 @@ def train(
                 "lr": train_config.lr,
                 "batch_size": batch_size,
                 "device": str(device),
+                "loss": loss_name,
+                **({"focal_gamma": train_config.focal_gamma} if loss_name == "normalized_focal" else {}),
+                **({"edge_weight": train_config.edge_weight} if loss_name == "edge_weighted" else {}),
+                **roc,
             },
         )
         save_checkpoint(ckpt, out_path)
@@ -278,9 +318,37 @@ def train(
     finally:
         step_iter.close()
     elapsed = time.perf_counter() - t0
+    if validation_frames and reason != "stopped":
+        if data.semantic:
+            logger.info("no foreground threshold for a multi-class model: validation frames only held out")
+        else:
+            try:
+                threshold, auc = foreground_roc(model, device, data.normalized_movie(), truth, valid,
+                                                validation_frames)
+            except (CellseqError, RuntimeError, MemoryError) as err:  # keep the trained weights
+                logger.warning("no foreground threshold: the ROC on the validation frames failed (%s)", err)
+            else:
+                postprocess_config = replace(postprocess_config, threshold=threshold)
+                roc = {"validation_frames": list(validation_frames), "roc_auc": auc, "threshold": threshold}
+                yield Validation(iteration=iteration, scores={"roc_auc": auc, "threshold": threshold})
     saved = checkpoint(iteration, elapsed)
     yield saved
     yield Done(reason=reason, iteration=iteration, path=saved.path, elapsed=elapsed)
+
+
+def _with_classes(model_config: ModelConfig, num_classes: int, continuing: bool) -> ModelConfig:
+    """``model_config`` with the output classes the data needs (a continued model keeps its own,
+    which must cover the data's)."""
+    if continuing and model_config.num_classes != num_classes:
+        if model_config.num_classes < num_classes:
+            raise InputError(
+                f"the labels have {num_classes} classes but the model to continue from predicts "
+                f"{model_config.num_classes}: start a fresh model (no --init) for the new classes"
+            )
+        return model_config
+    if model_config.num_classes != num_classes:
+        model_config = replace(model_config, num_classes=num_classes)
+    return model_config
 
 
 def fit(*args, on_event: Callable[[Event], None] | None = None, **kwargs) -> Checkpoint:

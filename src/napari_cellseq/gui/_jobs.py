@@ -16,8 +16,8 @@ from ..core.config import DataConfig, ModelConfig, TrainConfig
 from ..core.data.dataset import annotated_frames
 from ..core.errors import InputError
 from ..core.events import CheckpointSaved, Event, Validation
-from ..core.metrics import evaluate
-from ..core.pipeline import FrameLabels, segment_events
+from ..core.metrics import evaluate, evaluate_classes
+from ..core.pipeline import FrameLabels, load_model, segment_events
 from ..core.training import train
 
 __all__ = ["train_job", "segment_job", "training_frames"]
@@ -45,7 +45,12 @@ def training_frames(labels: np.ndarray, validation_frame: int | None) -> list[in
 def validation_scores(image: np.ndarray, labels: np.ndarray, frame: int, model_path: str,
                       device: str, background: int | None,
                       stop: Callable[[], bool] | None = None) -> dict | None:
-    """Scores (``seg``, ``ap50``, ``dice``...) of the model on ``frame``; None if stopped."""
+    """Scores (``seg``, ``ap50``, ``dice``...) of the model on ``frame``; None if stopped.
+
+    A semantic model (target ``classes``) gets :func:`~napari_cellseq.core.metrics.evaluate_classes`
+    scores (``mean_dice``, ``dice_per_class``...) instead.
+    """
+    semantic = load_model(model_path).data_config.target == "classes"
     predicted = None
     for event in segment_events(image, model_path, device=device, frames=[frame], stop=stop):
         if isinstance(event, FrameLabels):
@@ -53,6 +58,10 @@ def validation_scores(image: np.ndarray, labels: np.ndarray, frame: int, model_p
     if predicted is None:
         return None
     truth = (labels if labels.ndim == 2 else labels[frame]).astype(np.int64)
+    if semantic:
+        if background is not None:
+            truth[truth == background] = 1  # the explicit background is class 0 (value 1)
+        return evaluate_classes(truth, predicted.astype(np.int64))
     if background is not None:
         truth[truth == background] = 0
     return evaluate(truth, predicted.astype(np.int64))
@@ -104,7 +113,9 @@ def segment_job(
     model_path: str,
     device: str = "auto",
     frames: list[int] | None = None,
+    output: str | None = None,
     stop: Callable[[], bool],
 ) -> Iterator[Event]:
-    """:func:`~napari_cellseq.core.pipeline.segment_events` on a snapshot."""
-    yield from segment_events(image, model_path, device=device, frames=frames, stop=stop)
+    """:func:`~napari_cellseq.core.pipeline.segment_events` on a snapshot (``output``: instances,
+    classes, or None for the model's kind)."""
+    yield from segment_events(image, model_path, device=device, frames=frames, stop=stop, output=output)

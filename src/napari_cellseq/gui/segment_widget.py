@@ -43,9 +43,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SegmentWidget", "FRAME_CHOICES"]
+__all__ = ["SegmentWidget", "FRAME_CHOICES", "OUTPUT_CHOICES"]
 
 FRAME_CHOICES = ("all frames", "current frame", "frames…")
+#: Output combo entries and the ``output`` they ask of the core (None: the model's kind).
+OUTPUT_CHOICES = {"model's kind": None, "cells (instances)": "instances",
+                  "class map (1 = background)": "classes"}
 
 
 class SegmentWidget(QWidget):
@@ -82,6 +85,10 @@ class SegmentWidget(QWidget):
         self.range_edit.setPlaceholderText("e.g. 0-9, 15")
         self.device_combo = QComboBox(self)
         self.device_combo.addItems(available_devices())
+        self.output_combo = QComboBox(self)
+        self.output_combo.addItems(list(OUTPUT_CHOICES))
+        self.output_combo.setToolTip("cells: one label per cell; class map: the painted class values "
+                                     "(models trained on classes give a class map by default)")
         self.run_button = QPushButton("Segment", self)
         self.stop_button = QPushButton("Stop", self)
         self.progress = QProgressBar(self)
@@ -103,6 +110,7 @@ class SegmentWidget(QWidget):
         form.addRow("model", model)
         form.addRow("frames", frames)
         form.addRow("device", self.device_combo)
+        form.addRow("output", self.output_combo)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addLayout(buttons)
@@ -176,7 +184,8 @@ class SegmentWidget(QWidget):
         reset_progress(self.progress, total)
         self.status.setText("loading the model…")
         self.job = Job(segment_job, dict(image=image, model_path=self.state.model_path,
-                                         device=self.device_combo.currentText(), frames=frames),
+                                         device=self.device_combo.currentText(), frames=frames,
+                                         output=OUTPUT_CHOICES[self.output_combo.currentText()]),
                        parent=self)
         self.job.received.connect(self._on_event)
         self.job.failed.connect(self._on_failed)
@@ -234,7 +243,8 @@ class SegmentWidget(QWidget):
                                    and bool(self.state.model_path))
         self.stop_button.setEnabled(busy and not self._stopping)
         self.range_edit.setEnabled(self.frames_combo.currentText() == "frames…")
-        for w in (self.image_picker, self.frames_combo, self.device_combo, self.load_button):
+        for w in (self.image_picker, self.frames_combo, self.device_combo, self.output_combo,
+                  self.load_button):
             w.setEnabled(not busy)
 
     def shutdown(self) -> None:

@@ -39,6 +39,7 @@ from ..core.config import DataConfig, TrainConfig
 from ..core.device import available_devices
 from ..core.errors import CellseqError
 from ..core.events import CheckpointSaved, Done, Started, Step, Validation
+from ..core.losses import LOSSES, default_loss
 from ..core.models import available_models, default_model_config, model_info
 from ..core.training import CROP_BATCH, SEQUENCE_BATCH
 from . import _layers
@@ -53,7 +54,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainWidget", "default_model_for"]
+__all__ = ["TrainWidget", "default_model_for", "TARGET_CHOICES", "PAPER_LOSS"]
+
+#: Target combo entries: what the painted label values mean.
+TARGET_CHOICES = {"cells (each label one cell)": "3class",
+                  "classes (label 1 = background, 2, 3, …)": "classes"}
+#: First loss combo entry: the loss of the model's paper.
+PAPER_LOSS = "model's paper"
 
 
 def default_model_for(ndim: int, models: list[str]) -> str:
@@ -118,6 +125,17 @@ class TrainWidget(QWidget):
         self.batch_spin = QSpinBox(self)
         self.batch_spin.setRange(1, 256)
         self.batch_spin.setValue(CROP_BATCH)
+        self.target_combo = QComboBox(self)
+        self.target_combo.addItems(list(TARGET_CHOICES))
+        self.target_combo.setToolTip(
+            "cells: each label value is one cell (instance segmentation); classes: each label value "
+            "is a class (semantic segmentation), 1 = background, 0 = unpainted and ignored")
+        self.loss_combo = QComboBox(self)
+        self.loss_combo.addItems([PAPER_LOSS, *LOSSES])
+        self.sampling_combo = QComboBox(self)
+        self.sampling_combo.addItems(["uniform", "balanced"])
+        self.sampling_combo.setToolTip("balanced: every class is equally likely at the centre of a "
+                                       "training crop (helps rare classes)")
         self.fresh_radio = QRadioButton("start fresh", self)
         self.continue_radio = QRadioButton("continue from current model", self)
         self.fresh_radio.setChecked(True)
@@ -167,6 +185,9 @@ class TrainWidget(QWidget):
         form.addRow("learning rate", self.lr_spin)
         form.addRow("crop size", self.crop_spin)
         form.addRow("batch size", self.batch_spin)
+        form.addRow("labels are", self.target_combo)
+        form.addRow("loss", self.loss_combo)
+        form.addRow("crop sampling", self.sampling_combo)
         form.addRow("weights", start)
         form.addRow("", self.current_label)
         form.addRow("validation frame", self.validation_spin)
@@ -250,6 +271,7 @@ class TrainWidget(QWidget):
         )
         self.batch_spin.setValue(SEQUENCE_BATCH if temporal else CROP_BATCH)
         self.batch_spin.setToolTip("sequences per step" if temporal else "crops per step")
+        self.loss_combo.setItemText(0, f"{PAPER_LOSS} ({default_loss(name)})")
 
     def _choose_path(self) -> None:
         """Pick where the model file is written."""
@@ -271,7 +293,7 @@ class TrainWidget(QWidget):
         self.model_combo.setEnabled(not busy and not self.continue_radio.isChecked())
         for w in (self.image_picker, self.labels_picker, self.device_combo, self.budget_spin,
                   self.budget_unit, self.lr_spin, self.crop_spin, self.batch_spin,
-                  self.fresh_radio, self.validation_spin, self.path_edit, self.path_button):
+                  self.target_combo, self.loss_combo, self.sampling_combo, self.fresh_radio, self.validation_spin, self.path_edit, self.path_button):
             w.setEnabled(not busy)
 
     # ------------------------------------------------------------------ run
@@ -296,8 +318,9 @@ class TrainWidget(QWidget):
             budget = dict(iterations=None, max_time=60.0 * value)
         else:
             budget = dict(iterations=value, max_time=None)
+        loss = self.loss_combo.currentText() if self.loss_combo.currentIndex() > 0 else None
         train_config = TrainConfig(batch_size=self.batch_spin.value(), lr=self.lr_spin.value(),
-                                   device=self.device_combo.currentText(), **budget)
+                                   device=self.device_combo.currentText(), loss=loss, **budget)
         init = None
         model_config = default_model_config(self.model_combo.currentText())
         if self.continue_radio.isChecked():
@@ -315,7 +338,9 @@ class TrainWidget(QWidget):
             labels=labels,
             out_path=out_path,
             model_config=model_config,
-            data_config=DataConfig(crop_size=self.crop_spin.value()),
+            data_config=DataConfig(crop_size=self.crop_spin.value(),
+                                   target=TARGET_CHOICES[self.target_combo.currentText()],
+                                   sampling=self.sampling_combo.currentText()),
             train_config=train_config,
             init=init,
             partial_frames=_layers.partial_frames(labels_layer),
@@ -369,11 +394,15 @@ class TrainWidget(QWidget):
         elif isinstance(event, CheckpointSaved):
             self.state.model_path = event.path
         elif isinstance(event, Validation):
-            seg = float(event.scores.get("seg", math.nan))
-            self.plot.add_validation(event.iteration, seg)
-            self.validation_label.setText(
-                f"validation SEG {seg:.3f}, AP50 {event.scores.get('ap50', math.nan):.3f} "
-                f"at iteration {event.iteration}")
+            if "mean_dice" in event.scores:  # a semantic (classes) model
+                score = float(event.scores["mean_dice"])
+                per_class = ", ".join(f"{d:.2f}" for d in event.scores.get("dice_per_class", []))
+                text = f"validation mean Dice {score:.3f} (per class {per_class})"
+            else:
+                score = float(event.scores.get("seg", math.nan))
+                text = f"validation SEG {score:.3f}, AP50 {event.scores.get('ap50', math.nan):.3f}"
+            self.plot.add_validation(event.iteration, score)
+            self.validation_label.setText(f"{text} at iteration {event.iteration}")
         elif isinstance(event, Done):
             self._done = event
             self.state.model_path = event.path

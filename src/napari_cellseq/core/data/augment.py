@@ -43,8 +43,13 @@ def random_transform(
     affine_probability: float = 0.5,
     elastic_probability: float = 0.5,
     edge_probability: float = 0.4,
+    center: tuple[float, float] | None = None,
 ) -> SpatialTransform:
-    """Draw one random transform for a ``crop x crop`` window of a ``frame_shape`` frame."""
+    """Draw one random transform for a ``crop x crop`` window of a ``frame_shape`` frame.
+
+    ``center``: the frame pixel ``(y, x)`` the crop is centred on (class-balanced sampling);
+    ``None`` draws it at random.
+    """
     m = np.eye(2)
     if rng.random() < 0.5:
         m = m @ np.diag([-1.0, 1.0])  # vertical flip
@@ -63,6 +68,8 @@ def random_transform(
         # up-sampled: a cheap stand-in for the B-spline deformation of the papers.
         coarse = torch.from_numpy(rng.normal(0.0, 3.0, size=(1, 2, 4, 4)).astype(np.float32))
         field = F.interpolate(coarse, size=(crop, crop), mode="bicubic", align_corners=True)[0].numpy()
+    if center is not None:
+        return SpatialTransform(center=(float(center[0]), float(center[1])), matrix=m, elastic=field)
     half_extent = crop / 2 * np.abs(m).sum(axis=1).max()
     edge_axis = int(rng.integers(2)) if rng.random() < edge_probability else -1
     center = tuple(

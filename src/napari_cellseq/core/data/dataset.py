@@ -5,6 +5,13 @@ shape. Frames with any label are the annotated ones, unless an explicit frame li
 unannotated frames are never used as background: they carry no loss (temporal models still see
 them as input). In a *partly* annotated frame, unpainted pixels carry no loss either and the
 user paints background with ``background_label``.
+
+With the semantic target (``DataConfig.target == "classes"``) label values are classes
+(value ``v > 0`` is class ``v - 1``) and unpainted pixels carry no loss in *every* frame;
+``background_label`` there means class 0 (the background class, painted value 1).
+
+Crop centres are drawn uniformly or, with ``DataConfig.sampling == "balanced"``, class by class
+(see :meth:`TrainingSet.class_frequencies`).
 """
 
 from __future__ import annotations
@@ -20,11 +27,16 @@ from ..config import DataConfig
 from ..errors import InputError
 from .augment import crop_grid, random_transform, sample
 from .normalize import OUTSIDE, normalize, percentile_range
-from .targets import class_targets, loss_weights
+from .targets import MAX_CLASSES, class_targets, weight_map
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["as_movie", "annotated_frames", "TrainingSet", "Batch"]
+__all__ = ["as_movie", "annotated_frames", "TrainingSet", "Batch", "SAMPLING", "TARGET_KINDS"]
+
+SAMPLING = ("uniform", "balanced")
+TARGET_KINDS = ("3class", "2class", "classes")
+# Balanced sampling keeps at most this many candidate centre pixels per class (a random subset).
+_POOL_MAX = 1 << 20
 
 
 def as_movie(array: np.ndarray) -> np.ndarray:
@@ -60,11 +72,16 @@ class TrainingSet:
     Parameters
     ----------
     image : ``(Y, X)`` or ``(T, Y, X)`` grey values.
-    labels : same shape, integer instance ids (0 = unpainted).
+    labels : same shape, integer instance ids (0 = unpainted); with ``config.target ==
+        "classes"`` painted class values (``v`` = class ``v - 1``, 0 = unpainted).
     config : targets, weights, normalisation, crop size and augmentation switches.
     frames : frames to learn from; ``None`` means every frame with any label.
     partial_frames : frames whose unpainted pixels are ignored rather than background.
     background_label : label value that means "background" in partial frames.
+    weighting, edge_weight : the loss's weight map (:func:`~.targets.weight_map`).
+
+    ``num_classes`` is the number of target classes: 3, 2, or for ``"classes"`` the largest
+    painted value in the frames learnt from.
     """
 
     def __init__(
@@ -75,7 +92,14 @@ class TrainingSet:
         frames: list[int] | None = None,
         partial_frames: tuple[int, ...] = (),
         background_label: int | None = None,
+        weighting: str = "separation",
+        edge_weight: float = 10.0,
     ):
+        if config.target not in TARGET_KINDS:
+            raise InputError(f"unknown target {config.target!r}: choose one of {', '.join(TARGET_KINDS)}")
+        if config.sampling not in SAMPLING:
+            raise InputError(f"unknown sampling {config.sampling!r}: choose one of {', '.join(SAMPLING)}")
+        self.weighting, self.edge_weight = weighting, float(edge_weight)
         image, labels = as_movie(np.asarray(image)), as_movie(np.asarray(labels))
         if image.shape != labels.shape:
             raise InputError(
@@ -107,25 +131,120 @@ class TrainingSet:
         self._weights: dict[int, torch.Tensor] = {}
         self._nearest: dict[int, torch.Tensor] = {}
         self.object_areas: list[int] = []  # pixel areas of the painted objects
+        self.semantic = config.target == "classes"
+        self.num_classes = {"2class": 2, "3class": 3}.get(config.target, 0)
+        if self.semantic:
+            self.num_classes = self._count_classes(labels, background_label)
+        self._pools: list[np.ndarray] = []  # balanced sampling: per class, codes t * Y * X + yx
         for t in self.frames:
             self._prepare(t, labels[t], t in set(partial_frames), background_label)
+        if config.sampling == "balanced":
+            self._build_pools()
         logger.info("training set: %d frames of %s, annotated %s", n, self.frame_shape, self.frames)
+
+    def _count_classes(self, labels: np.ndarray, background_label: int | None) -> int:
+        """Largest painted class value over the frames learnt from (semantic target)."""
+        top = 0
+        for t in self.frames:
+            values = np.unique(labels[t])
+            if background_label is not None:
+                values = values[values != background_label]
+            top = max(top, int(values.max(initial=0)))
+        if top > MAX_CLASSES:
+            raise InputError(
+                f"the labels hold value {top}, but with target 'classes' each label value is a class "
+                f"(at most {MAX_CLASSES}): paint class values 1, 2, 3, ... (1 = background), or use "
+                "target 3class for instance labels"
+            )
+        if top < 2:
+            raise InputError(
+                "with target 'classes' paint at least two classes (label 1 = background, 2, 3, ... "
+                "the other classes); only one class is painted"
+            )
+        return top
+
+    def _class_weights(self) -> tuple[float, ...]:
+        cw = tuple(self.config.class_weights)
+        if len(cw) >= self.num_classes:
+            return cw
+        if len(set(cw)) == 1:  # all equal (the default): the same weight for every class
+            return cw[:1] * self.num_classes
+        raise InputError(
+            f"class_weights {cw} has {len(cw)} entries but the labels have {self.num_classes} "
+            "classes: give one weight per class"
+        )
 
     def _prepare(self, t: int, labels: np.ndarray, partial: bool, background_label: int | None):
         valid = np.ones(labels.shape, dtype=np.float32)
         labels = labels.astype(np.int64, copy=True)
-        if partial:
-            valid[labels == 0] = 0.0
-        if background_label is not None:
-            labels[labels == background_label] = 0
-        labels, _, _ = relabel_sequential(labels)
-        areas = np.bincount(labels.ravel())[1:]
-        self.object_areas.extend(int(a) for a in areas[areas > 0])
-        classes = class_targets(labels, self.config.target, self.config.boundary_width)
-        w = loss_weights(classes, labels, self.config.class_weights, self.config.w0, self.config.sigma0)
-        self._weights[t] = torch.from_numpy(w)[None, None]
+        if self.semantic:
+            if background_label is not None:
+                labels[labels == background_label] = 1  # the explicit background is class 0
+            valid[labels == 0] = 0.0  # unpainted pixels carry no loss in every frame
+            classes = class_targets(labels, "classes")
+            if self.weighting == "separation":  # no instances: eq. 8's separation term is 0
+                w = weight_map(classes, labels, self._class_weights(), 0.0, 1.0, "class")
+            else:
+                w = weight_map(classes, labels, self._class_weights(), 0.0, 1.0,
+                               self.weighting, self.edge_weight)
+        else:
+            if partial:
+                valid[labels == 0] = 0.0
+            if background_label is not None:
+                labels[labels == background_label] = 0
+            labels, _, _ = relabel_sequential(labels)
+            areas = np.bincount(labels.ravel())[1:]
+            self.object_areas.extend(int(a) for a in areas[areas > 0])
+            classes = class_targets(labels, self.config.target, self.config.boundary_width)
+            w = weight_map(classes, labels, self._class_weights(), self.config.w0,
+                           self.config.sigma0, self.weighting, self.edge_weight)
+        self._weights[t] = torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))[None, None]
         near = np.stack([classes.astype(np.float32), valid])
         self._nearest[t] = torch.from_numpy(near)[None]
+
+    def _build_pools(self) -> None:
+        """Per target class, the painted (valid) pixels of that class as codes ``t * Y * X + yx``."""
+        hw = int(np.prod(self.frame_shape))
+        rng = np.random.default_rng(0)
+        codes: list[list[np.ndarray]] = [[] for _ in range(self.num_classes)]
+        for t in self.frames:
+            classes = self._nearest[t][0, 0].numpy().astype(np.int64).ravel()
+            valid = self._nearest[t][0, 1].numpy().ravel() > 0
+            for k in range(self.num_classes):
+                idx = np.flatnonzero(valid & (classes == k))
+                if idx.size:
+                    codes[k].append(idx + t * hw)
+        for k in range(self.num_classes):
+            if not codes[k]:
+                continue
+            pool = np.concatenate(codes[k])
+            if pool.size > _POOL_MAX:
+                pool = rng.choice(pool, _POOL_MAX, replace=False)
+            self._pools.append(pool)
+        logger.info("balanced sampling over %d classes present", len(self._pools))
+
+    def class_frequencies(self) -> np.ndarray:
+        """Fraction of the painted pixels of the frames learnt from in each class, ``(K,)``."""
+        counts = np.zeros(self.num_classes, dtype=np.float64)
+        for t in self.frames:
+            classes = self._nearest[t][0, 0].numpy().astype(np.int64).ravel()
+            valid = self._nearest[t][0, 1].numpy().ravel() > 0
+            counts += np.bincount(classes[valid], minlength=self.num_classes)[: self.num_classes]
+        return counts / max(counts.sum(), 1.0)
+
+    def _balanced_centre(self, rng: np.random.Generator) -> tuple[int, tuple[float, float]]:
+        """A frame and crop centre: a class drawn uniformly (among those painted), then one of
+        its pixels."""
+        pool = self._pools[int(rng.integers(len(self._pools)))]
+        code = int(pool[int(rng.integers(pool.size))])
+        hw = int(np.prod(self.frame_shape))
+        t, yx = divmod(code, hw)
+        y, x = divmod(yx, self.frame_shape[1])
+        return t, (float(y), float(x))
+
+    def normalized_movie(self) -> np.ndarray:
+        """The normalised movie ``(T, Y, X) float32`` as the network sees it (inference input)."""
+        return self._shifted[:, 0].numpy() + np.float32(OUTSIDE)
 
     def typical_min_size(self, fallback: int) -> int:
         """A minimum object size for post-processing learnt from the painted objects.
@@ -142,8 +261,12 @@ class TrainingSet:
         """``batch_size`` augmented crops of random annotated frames."""
         xs, cs, ws, vs = [], [], [], []
         for _ in range(batch_size):
-            t = self.frames[int(rng.integers(len(self.frames)))]
-            x, c, w, v = self._crop([t], [True], rng)
+            centre = None
+            if self._pools:
+                t, centre = self._balanced_centre(rng)
+            else:
+                t = self.frames[int(rng.integers(len(self.frames)))]
+            x, c, w, v = self._crop([t], [True], rng, centre)
             xs.append(x[0]), cs.append(c[0]), ws.append(w[0]), vs.append(v[0])
         return Batch(torch.stack(xs), torch.stack(cs), torch.stack(ws), torch.stack(vs))
 
@@ -157,20 +280,24 @@ class TrainingSet:
         """
         xs, cs, ws, vs = [], [], [], []
         for _ in range(batch_size):
-            window = self._random_window(rng, length)
+            anchor, centre = None, None
+            if self._pools:
+                anchor, centre = self._balanced_centre(rng)
+            window = self._random_window(rng, length, anchor)
             has = [t in self._weights for t in window]
-            x, c, w, v = self._crop(window, has, rng)
+            x, c, w, v = self._crop(window, has, rng, centre)
             xs.append(x), cs.append(c), ws.append(w), vs.append(v)
         return Batch(torch.stack(xs), torch.stack(cs), torch.stack(ws), torch.stack(vs))
 
-    def _random_window(self, rng: np.random.Generator, length: int) -> list[int]:
+    def _random_window(self, rng: np.random.Generator, length: int, anchor: int | None = None) -> list[int]:
         n = self.n_frames
         length = min(length, n)
         k = int(rng.integers(1, 5))
         while k > 1 and (length - 1) * k >= n:
             k -= 1
         span = (length - 1) * k
-        anchor = self.frames[int(rng.integers(len(self.frames)))]
+        if anchor is None:
+            anchor = self.frames[int(rng.integers(len(self.frames)))]
         # Starts whose window (start, start+k, ..) hits the anchor frame and stays in the movie.
         starts = [s for s in range(max(0, anchor - span), min(anchor, n - 1 - span) + 1)
                   if (anchor - s) % k == 0]
@@ -180,9 +307,11 @@ class TrainingSet:
             window.reverse()
         return window
 
-    def _crop(self, window: list[int], annotated: list[bool], rng: np.random.Generator):
+    def _crop(self, window: list[int], annotated: list[bool], rng: np.random.Generator,
+              centre: tuple[float, float] | None = None):
         s = self.config.crop_size
-        tr = random_transform(rng, self.frame_shape, s, self.config.augment_affine, self.config.augment_elastic)
+        tr = random_transform(rng, self.frame_shape, s, self.config.augment_affine,
+                              self.config.augment_elastic, center=centre)
         grid = crop_grid(tr, s, self.frame_shape)
         x = sample(self._shifted[window], grid, "bilinear", "zeros") + OUTSIDE  # (L, 1, S, S)
         c = torch.zeros((len(window), s, s), dtype=torch.int64)

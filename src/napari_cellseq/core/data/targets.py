@@ -5,9 +5,19 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["BACKGROUND", "class_targets", "separation_weights", "loss_weights"]
+__all__ = [
+    "BACKGROUND",
+    "MAX_CLASSES",
+    "class_targets",
+    "separation_weights",
+    "loss_weights",
+    "weight_map",
+]
 
 BACKGROUND = 0
+#: Most classes a ``"classes"`` target may have (a larger painted value is almost always an
+#: instance label image given by mistake).
+MAX_CLASSES = 64
 
 
 def class_targets(labels: np.ndarray, target: str, boundary_width: int = 2) -> np.ndarray:
@@ -17,14 +27,18 @@ def class_targets(labels: np.ndarray, target: str, boundary_width: int = 2) -> n
     ``"3class"``: 0 background, 1 cell interior, 2 cell boundary, where the boundary is the rim
     of ``boundary_width`` pixels inside each cell next to background or another cell; the
     interiors of touching cells are therefore never connected.
+    ``"classes"``: semantic labels, value ``v > 0`` is class ``v - 1``; unpainted pixels (0) get
+    class 0 but must be masked out of the loss by the caller.
     """
     labels = np.asarray(labels)
+    if target == "classes":
+        return np.where(labels > 0, labels - 1, 0).astype(np.uint8)
     fg = labels > 0
     out = fg.astype(np.uint8)
     if target == "2class":
         return out
     if target != "3class":
-        raise ValueError(f"unknown target {target!r}: use '2class' or '3class'")
+        raise ValueError(f"unknown target {target!r}: use '2class', '3class' or 'classes'")
     size = 2 * boundary_width + 1
     hi = ndi.maximum_filter(labels, size=size, mode="nearest")
     lo = ndi.minimum_filter(labels, size=size, mode="nearest")
@@ -78,3 +92,35 @@ def loss_weights(
     if classes.max(initial=0) >= wc.size:
         raise ValueError(f"class_weights {tuple(class_weights)} has too few entries")
     return wc[classes] + separation_weights(labels, w0, sigma0)
+
+
+def weight_map(
+    classes: np.ndarray,
+    labels: np.ndarray,
+    class_weights: tuple[float, ...],
+    w0: float,
+    sigma0: float,
+    weighting: str = "separation",
+    edge_weight: float = 10.0,
+) -> np.ndarray:
+    """Per-pixel loss weights ``(Y, X) float32`` of one frame for the chosen loss.
+
+    ``weighting`` (see :data:`napari_cellseq.core.losses.WEIGHTING`): ``"separation"`` is eq. 9,
+    ``w_c + w_d``; ``"class"`` is ``w_c``; ``"edge"`` is ``w_c * edge`` with the edge weights of
+    the FCN-GoogLeNet blog (:func:`napari_cellseq.core.losses.edge_weights`) computed on
+    ``labels`` (instance ids, or a class map for semantic targets). ``w0 = 0`` turns the
+    separation term off.
+    """
+    wc = np.asarray(class_weights, dtype=np.float32)
+    if classes.max(initial=0) >= wc.size:
+        raise ValueError(f"class_weights {tuple(class_weights)} has too few entries")
+    w = wc[classes]
+    if weighting == "separation":
+        return w + separation_weights(labels, w0, sigma0) if w0 else w
+    if weighting == "class":
+        return w
+    if weighting == "edge":
+        from ..losses import edge_weights
+
+        return w * edge_weights(np.asarray(labels, dtype=np.int64), edge_weight).numpy()
+    raise ValueError(f"unknown weighting {weighting!r}: use 'separation', 'class' or 'edge'")

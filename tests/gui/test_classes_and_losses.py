@@ -1,0 +1,73 @@
+"""GUI of issue 5: label meaning, loss and crop sampling in Train; output kind in Segment."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from napari_cellseq.core.checkpoint import load_checkpoint
+from napari_cellseq.gui.segment_widget import SegmentWidget
+from napari_cellseq.gui.train_widget import PAPER_LOSS, TrainWidget
+
+from cellseq_gui_helpers import errors, set_tiny_budget, wait_idle
+
+
+def _semantic(labels: np.ndarray) -> np.ndarray:
+    """Painted classes on frames 0-1: 1 background, 2 cells, 3 the cell with id 2."""
+    sem = np.where(labels > 0, 2, 1).astype(np.uint16)
+    sem[labels == 2] = 3
+    sem[2:] = 0
+    return sem
+
+
+def test_train_options_reach_the_job(make_napari_viewer, gui_movie):
+    image, labels = gui_movie
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="cells")
+    viewer.add_labels(_semantic(labels), name="classes")
+    widget = TrainWidget(viewer)
+    widget.model_combo.setCurrentText("gruunet")
+    assert widget.loss_combo.itemText(0) == f"{PAPER_LOSS} (normalized_focal)"
+    kwargs = widget.job_kwargs()
+    assert kwargs["train_config"].loss is None  # the model's paper decides
+    assert kwargs["data_config"].target == "3class" and kwargs["data_config"].sampling == "uniform"
+    widget.target_combo.setCurrentIndex(1)
+    widget.loss_combo.setCurrentText("edge_weighted")
+    widget.sampling_combo.setCurrentText("balanced")
+    kwargs = widget.job_kwargs()
+    assert kwargs["data_config"].target == "classes" and kwargs["data_config"].sampling == "balanced"
+    assert kwargs["train_config"].loss == "edge_weighted"
+
+
+def test_train_semantic_model_with_validation_then_segment_classes(
+        make_napari_viewer, qtbot, gui_movie, tmp_path, notifications, monkeypatch):
+    monkeypatch.setenv("NAPARI_CELLSEQ_WORKER", "thread")
+    image, labels = gui_movie
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="cells")
+    viewer.add_labels(_semantic(labels), name="classes")
+    widget = TrainWidget(viewer)
+    widget.model_combo.setCurrentText("unet")
+    set_tiny_budget(widget, iterations=2)
+    widget.target_combo.setCurrentIndex(1)
+    widget.sampling_combo.setCurrentText("balanced")
+    widget.validation_spin.setValue(1)
+    widget.path_edit.setText(str(tmp_path / "classes.pt"))
+    widget.train_button.click()
+    wait_idle(qtbot, widget)
+    assert not errors(notifications), notifications
+    ckpt = load_checkpoint(tmp_path / "classes.pt")
+    assert ckpt.data_config.target == "classes" and ckpt.model_config.num_classes == 3
+    assert "validation mean Dice" in widget.validation_label.text()
+
+    seg = SegmentWidget(viewer)
+    assert seg.load_model(str(tmp_path / "classes.pt"))
+    seg.device_combo.setCurrentText("cpu")
+    seg.run_button.click()  # the model's kind: a class map
+    qtbot.waitUntil(lambda: not seg.state.segmenting and seg.job is None, timeout=120_000)
+    out = viewer.layers["cells (segmentation)"].data
+    assert out.min() >= 1 and out.max() <= 3
+    seg.output_combo.setCurrentText("cells (instances)")
+    seg.run_button.click()
+    qtbot.waitUntil(lambda: not seg.state.segmenting and seg.job is None, timeout=120_000)
+    assert viewer.layers["cells (segmentation) [2]"].data.shape == image.shape
+    assert not errors(notifications), notifications
