@@ -35,6 +35,7 @@ def add_task_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iterations", type=int, help="also stop after this many steps")
     p.add_argument("--width", type=int, help="override base channels")
     p.add_argument("--batch-size", type=int, help="default: 4 crops or 2 sequences (TrainConfig)")
+    p.add_argument("--crop", type=int, default=DataConfig().crop_size, help="training crop side")
     p.add_argument("--lr", type=float, help="default: TrainConfig's")
     p.add_argument("--target", default="3class")
     p.add_argument("--loss", choices=["weighted_ce", "normalized_focal", "edge_weighted"],
@@ -63,7 +64,8 @@ def train_on_painted_frames(name: str, image, gt, args, model_file: Path) -> tup
                       **({"lr": args.lr} if args.lr else {}))
     steps, seconds = 0, float("nan")
     for event in train(image, painted, model_file, model_config=default_model_config(name, **overrides),
-                       data_config=DataConfig(target=args.target, sampling=args.sampling), train_config=cfg):
+                       data_config=DataConfig(target=args.target, sampling=args.sampling, crop_size=args.crop),
+                       train_config=cfg):
         if isinstance(event, Step):
             steps = event.iteration
             if steps % 50 == 0:

@@ -132,7 +132,7 @@ def _cmd_train(args) -> int:
     train_config = TrainConfig(
         iterations=args.iterations, max_time=max_time, batch_size=args.batch_size,
         optimizer=args.optimizer, lr=args.lr, seed=args.seed, device=args.device,
-        checkpoint_every=args.checkpoint_every, loss=args.loss,
+        checkpoint_every=args.checkpoint_every, loss=args.loss, calibrate=args.calibrate,
     )
     if args.lr is None:
         train_config = replace(train_config, lr=TrainConfig().lr if args.optimizer == "adam" else 1e-4)
@@ -388,6 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-frames", metavar="FRAMES",
                    help="annotated frames held out of training, e.g. 5,6; for cell (instance) targets the "
                         "foreground threshold is chosen on them by a pixel-wise ROC (AUC is reported)")
+    p.add_argument("--no-calibrate", dest="calibrate", action="store_false",
+                   help="keep the argmax: do not choose the foreground threshold on the painted frames "
+                        "after training (it is chosen by default; validation frames choose it by ROC)")
     p.add_argument("--checkpoint-every", type=_POSITIVE, default=30.0, metavar="SECONDS",
                    help="advanced: seconds between model files saved during training (default 30)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")

@@ -77,7 +77,8 @@ def test_stopped_training_and_continuing_drop_the_threshold(small_movie, tmp_pat
     first = fit(image, labels, tmp_path / "a.pt", train_config=_budget(1), validation_frames=[5], **TINY)
     assert first.postprocess_config.threshold is not None
     # a threshold chosen for the old weights is not carried to new weights
-    second = fit(image, labels, tmp_path / "b.pt", init=first, train_config=_budget(1))
+    second = fit(image, labels, tmp_path / "b.pt", init=first,
+                 train_config=TrainConfig(iterations=1, max_time=None, batch_size=2, calibrate=False))
     assert second.postprocess_config.threshold is None
     assert second.postprocess_config.min_size == first.postprocess_config.min_size
 

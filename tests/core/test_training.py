@@ -115,3 +115,38 @@ def test_diverging_training_raises_and_keeps_last_good_weights(small_movie, tmp_
         list(train(image, labels, out, train_config=TrainConfig(iterations=5, max_time=None, batch_size=1), **TINY))
     assert out.read_bytes() == before  # the file on disk still holds the last good weights
     load_checkpoint(out)
+
+
+class _CountingTemporalModel(torch.nn.Module):
+    """Temporal stand-in: logits from one 1x1 convolution, counts the frames it is fed."""
+
+    temporal = True
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 3, 1)
+        self.fed: list[int] = []
+
+    def forward(self, x, state=None):  # (B, T, 1, H, W) -> (B, T, 3, H, W)
+        b, t = x.shape[:2]
+        self.fed.append(t)
+        return self.conv(x.flatten(0, 1)).view(b, t, 3, *x.shape[-2:]), state
+
+
+@pytest.mark.parametrize("annotated, fed, steps", [
+    (range(0, 5), [5], 1),  # annotation in the first chunk only: the other chunks are skipped
+    (range(15, 20), [5, 5, 5, 5], 1),  # annotation in the last chunk: the recurrence runs up to it
+    ([2, 12], [5, 5, 5], 2),  # chunks 0 and 2 train; chunk 1 only advances; chunk 3 skipped
+])
+def test_sequence_steps_run_the_recurrence_up_to_the_last_annotated_frame(annotated, fed, steps):
+    from napari_cellseq.core.data.dataset import Batch
+    from napari_cellseq.core.training import _Stepper
+
+    model = _CountingTemporalModel()
+    stepper = _Stepper(model, torch.optim.SGD(model.parameters(), lr=0.1), torch.device("cpu"), amp=False)
+    x = torch.randn(2, 20, 1, 8, 8)
+    classes = torch.zeros(2, 20, 8, 8, dtype=torch.int64)
+    valid = torch.zeros(2, 20, 8, 8)
+    valid[1, list(annotated)] = 1.0
+    losses = list(stepper.sequence_steps(Batch(x, classes, torch.ones(2, 20, 8, 8), valid), unroll=5))
+    assert model.fed == fed and len(losses) == steps

@@ -107,7 +107,7 @@ class TrainConfig:
     ----------
     iterations : optimiser steps at most (``None``: until ``max_time``).
     max_time : seconds of training at most (``None``: until ``iterations``).
-    batch_size : crops (frame models) or sequences of ``2 * unroll`` frames (temporal models)
+    batch_size : crops (frame models) or sequences of ``4 * unroll`` frames (temporal models)
         per step; ``None``: 4 crops or 2 sequences (the U-LSTM paper uses 3 sequences; 2 gives
         more steps in a CPU budget of minutes).
     optimizer : ``"rmsprop"`` (the U-LSTM paper) or ``"adam"`` (the CS230 report's best).
@@ -119,6 +119,9 @@ class TrainConfig:
     device : ``"auto"`` (CUDA, then MPS, then CPU), ``"cuda"``, ``"mps"`` or ``"cpu"``.
     checkpoint_every : seconds between checkpoints written during training.
     amp : mixed precision on CUDA.
+    calibrate : after training, segment up to 4 completely painted frames and keep the
+        foreground threshold (``PostprocessConfig.threshold``) that scores best on them (mean of
+        SEG and AP50); skipped when validation frames choose it from a ROC, or for class targets.
     loss : ``"weighted_ce"`` (eq. 8-9 of the U-LSTM paper), ``"normalized_focal"`` (GRUU-Net,
         paper 001) or ``"edge_weighted"`` (FCN-GoogLeNet blog, paper 003); ``None``: the loss of
         the model's paper (:func:`napari_cellseq.core.losses.default_loss`; continuing from a
@@ -138,6 +141,7 @@ class TrainConfig:
     device: str = "auto"
     checkpoint_every: float = 30.0
     amp: bool = True
+    calibrate: bool = True
     loss: str | None = None
     focal_gamma: float = 2.0
     edge_weight: float = 10.0
