@@ -141,13 +141,17 @@ def test_stop_signal_saves_a_model_that_training_continues(files, signum, code, 
 
 
 def test_sigkill_leaves_no_file_or_a_loadable_one(files):
+    """SIGKILL at random moments (set CELLSEQ_KILL_SEED to replay): the model file is absent or
+    complete, ``--init`` continues from it, and the next write of it removes the hidden
+    temporary files that the killed runs left behind."""
     rng = random.Random(int(os.environ.get("CELLSEQ_KILL_SEED", "0")) or None)
-    delays = [rng.uniform(0.0, 4.0), rng.uniform(0.0, 0.3)]  # from start; after the first save
-    for i, delay in enumerate(delays):
-        out = files / f"k{i}.pt"
+    # seconds from the start (maybe before the first save), then after the first save
+    delays = [rng.uniform(0.0, 4.0), rng.uniform(0.0, 0.3), rng.uniform(0.3, 1.5)]
+    outs = [files / f"k{i}.pt" for i in range(len(delays))]
+    for i, (out, delay) in enumerate(zip(outs, delays)):
         proc = _start(_train_args(out.name, "--max-time", "300", "--checkpoint-every", "0.01"), files)
         try:
-            if i == 1:
+            if i >= 1:
                 _wait_for(out, proc)
             time.sleep(delay)
             proc.send_signal(signal.SIGKILL)
@@ -161,7 +165,15 @@ def test_sigkill_leaves_no_file_or_a_loadable_one(files):
             assert i == 0, "a model file existed before the kill"
         # a kill can leave a hidden temporary file, never a half-written model file
         assert all(p.name.startswith(".tmp-") for p in files.iterdir() if p.name not in
-                   {"img.tif", "lab.tif", "k0.pt", "k1.pt"})
+                   {"img.tif", "lab.tif", *(o.name for o in outs)})
+    for out in outs:
+        if out.exists():  # continue from what survived, into the same file
+            done = load_checkpoint(out).training["iterations"]
+            assert main(_train_args(out.name, "--iterations", "1", "--init", out.name, "--overwrite")) == 0
+            assert load_checkpoint(out).training["iterations"] == done + 1
+        else:
+            assert main(_train_args(out.name, "--iterations", "1")) == 0
+    assert not list(files.glob(".tmp-*")), "temporary files of the killed runs were not removed"
 
 
 def test_second_ctrl_c_aborts_but_keeps_the_last_model(files):

@@ -10,6 +10,7 @@ so far and exits with 130 (Ctrl-C) or 143 (SIGTERM); ``--init`` continues from t
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import signal
@@ -207,11 +208,14 @@ def _train_loop(events) -> None:
 
 
 def _cmd_segment(args) -> int:
+    """Segment frame by frame: the movie is read one frame at a time (memory-mapped or page by
+    page) and each frame's labels go straight to a hidden temporary file next to ``--out``
+    (renamed into place at the end), so memory does not grow with the movie's length."""
     from .core.errors import CellseqError
     from .core.events import Done, FrameDone
-    from .core.io import (check_image, ctc_mask_name, parse_frames, read_image, select_channel,
-                          write_ctc_masks, write_tiff_atomic)
-    from .core.pipeline import load_model, segment
+    from .core.io import (check_image_layout, ctc_mask_name, ctc_mask_writer, label_stack_writer,
+                          open_image, parse_frames, select_channel)
+    from .core.pipeline import FrameLabels, load_model, segment_events
 
     out = Path(args.out)
     if not args.ctc:
@@ -220,32 +224,37 @@ def _cmd_segment(args) -> int:
         raise CellseqError(f"{out} is a file, but --ctc writes mask files into a folder: give a folder for --out")
     else:
         _check_folder(out)
-    image = check_image(select_channel(read_image(args.image), args.channel))
-    n = 1 if image.ndim == 2 else image.shape[0]
-    if args.ctc and not args.overwrite:
-        existing = [out / ctc_mask_name(t, n) for t in range(n) if (out / ctc_mask_name(t, n)).exists()]
-        if existing:
-            more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
-            raise CellseqError(f"{existing[0]}{more} exist: pass --overwrite or choose another --out folder")
-    ckpt = load_model(args.model)
-    frames = None
-    if args.frames:
-        frames = parse_frames(args.frames, n)
-    bar = _Progress("segment")
-
-    def on_event(event) -> None:
-        if isinstance(event, FrameDone):
-            bar.update(event.index / max(event.total, 1), f"frame {event.index + 1}/{event.total}")
-        elif isinstance(event, Done):
-            bar.update(1.0, f"{event.iteration} frames in {event.elapsed:.1f}s", force=True)
-            bar.close()
-
-    labels = segment(image, ckpt, device=args.device, on_event=on_event, frames=frames, tile=args.tile,
-                     output=args.output)
-    if args.ctc:
-        write_ctc_masks(out, labels, overwrite=args.overwrite)
-    else:
-        write_tiff_atomic(out, labels, overwrite=args.overwrite)
+    with open_image(args.image) as raw:
+        image = select_channel(raw, args.channel)
+        shape = tuple(int(v) for v in image.shape)
+        check_image_layout(shape, image.dtype)
+        n = 1 if len(shape) == 2 else shape[0]
+        if args.ctc and not args.overwrite:
+            existing = [out / ctc_mask_name(t, n) for t in range(n) if (out / ctc_mask_name(t, n)).exists()]
+            if existing:
+                more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+                raise CellseqError(f"{existing[0]}{more} exist: pass --overwrite or choose another --out folder")
+        ckpt = load_model(args.model)
+        frames = None
+        if args.frames:
+            frames = parse_frames(args.frames, n)
+        bar = _Progress("segment")
+        events = segment_events(image, ckpt, device=args.device, frames=frames, tile=args.tile,
+                                output=args.output)
+        first = next(events)  # the input is checked before the first event: no file is made for bad input
+        if args.ctc:
+            sink = ctc_mask_writer(out, n, overwrite=args.overwrite, shape=shape[-2:])
+        else:
+            sink = label_stack_writer(out, shape, overwrite=args.overwrite)
+        with sink as writer:
+            for event in itertools.chain([first], events):
+                if isinstance(event, FrameLabels):
+                    writer.write(event.index, event.labels)
+                if isinstance(event, FrameDone):
+                    bar.update(event.index / max(event.total, 1), f"frame {event.index + 1}/{event.total}")
+                elif isinstance(event, Done):
+                    bar.update(1.0, f"{event.iteration} frames in {event.elapsed:.1f}s", force=True)
+                    bar.close()
     logger.info("wrote %s", out)
     return 0
 

@@ -496,3 +496,155 @@ def test_tiff_round_trip_property(array, compression):
         assert out.dtype == array.dtype and out.shape == array.shape
         np.testing.assert_array_equal(out, array)
         assert os.listdir(folder) == ["a.tif"]
+
+
+# --------------------------------------------------------------------------------------------
+# frame-by-frame reading and writing (segmenting movies larger than memory)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["plain", "zlib", "imagej", "tcyx-zlib", "yxc-zlib"])
+def test_open_image_reads_lazily_what_read_image_reads(tmp_path, kind):
+    data = np.arange(4 * 2 * 16 * 20, dtype=np.uint16).reshape(4, 2, 16, 20)
+    p = tmp_path / "x.tif"
+    if kind == "plain":
+        data = data[:, 0]
+        tifffile.imwrite(p, data, photometric="minisblack")
+    elif kind == "zlib":
+        data = data[:, 0]
+        tifffile.imwrite(p, data, photometric="minisblack", compression="zlib")
+    elif kind == "imagej":
+        data = data[:, 0]
+        tifffile.imwrite(p, data, imagej=True, metadata={"axes": "TYX"})
+    elif kind == "tcyx-zlib":
+        tifffile.imwrite(p, data, photometric="minisblack", compression="zlib", metadata={"axes": "TCYX"})
+    else:
+        data = np.moveaxis(data[0], 0, -1)  # (Y, X, C)
+        tifffile.imwrite(p, data, photometric="minisblack", compression="zlib", metadata={"axes": "YXC"})
+    with cio.open_image(p) as lazy:
+        assert isinstance(lazy, np.memmap if kind in ("plain", "imagej") else cio.TiffFrames)
+        assert lazy.shape == data.shape and lazy.dtype == data.dtype
+        np.testing.assert_array_equal(np.asarray(lazy), read_image(p))
+        np.testing.assert_array_equal(lazy[2], data[2])
+        np.testing.assert_array_equal(lazy[1:3, ..., 4:9], data[1:3, ..., 4:9])
+        if data.ndim == 4 or kind == "yxc-zlib":
+            axis = 1 if data.ndim == 4 else 2
+            channel = cio.select_channel(lazy, 1)
+            np.testing.assert_array_equal(np.asarray(channel), np.take(data, 1, axis=axis))
+            np.testing.assert_array_equal(channel[3], np.take(data, 1, axis=axis)[3])
+
+
+def test_tiff_frames_reads_only_the_pages_asked_for(tmp_path, monkeypatch):
+    data = np.arange(5 * 2 * 16 * 20, dtype=np.uint16).reshape(5, 2, 16, 20)
+    tifffile.imwrite(tmp_path / "x.tif", data, photometric="minisblack", compression="zlib",
+                     metadata={"axes": "TCYX"})
+    read = []
+    original = tifffile.TiffPage.asarray
+
+    def counting(page, *args, **kwargs):
+        read.append(page.index)
+        return original(page, *args, **kwargs)
+
+    monkeypatch.setattr(tifffile.TiffPage, "asarray", counting)
+    with cio.open_image(tmp_path / "x.tif") as lazy:
+        frame = cio.select_channel(lazy, 1)[3]
+    np.testing.assert_array_equal(frame, data[3, 1])
+    assert read == [7]  # page t * C + c only
+
+
+def test_open_image_errors_are_input_errors(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        with cio.open_image(tmp_path / "missing.tif"):
+            pass
+    (tmp_path / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    with pytest.raises(InputError, match="not a TIFF file .*PNG"):
+        with cio.open_image(tmp_path / "a.png"):
+            pass
+    tifffile.imwrite(tmp_path / "z.tif", movie(), photometric="minisblack", compression="zlib")
+    (tmp_path / "t.tif").write_bytes((tmp_path / "z.tif").read_bytes()[:-200])
+    with pytest.raises(InputError, match="truncated or corrupt"):
+        with cio.open_image(tmp_path / "t.tif") as lazy:
+            for t in range(lazy.shape[0]):
+                lazy[t]
+
+
+@pytest.mark.parametrize("shape", [(3, 20, 24), (20, 24)])
+def test_label_stack_writer_writes_the_file_write_tiff_atomic_writes(tmp_path, shape):
+    labels = np.random.default_rng(1).integers(0, 300, shape).astype(np.uint16)
+    frames = labels[None] if labels.ndim == 2 else labels
+    with cio.label_stack_writer(tmp_path / "s.tif", shape) as writer:
+        for t in reversed(range(len(frames))):
+            writer.write(t, frames[t])
+        assert [n for n in listing(tmp_path) if not n.startswith(".")] == []  # nothing visible yet
+    write_tiff_atomic(tmp_path / "ref.tif", labels)
+    assert (tmp_path / "s.tif").read_bytes() == (tmp_path / "ref.tif").read_bytes()
+    assert listing(tmp_path) == ["ref.tif", "s.tif"]
+
+
+def test_label_stack_writer_upcasts_when_ids_exceed_uint16(tmp_path):
+    labels = np.zeros((3, 20, 24), np.uint32)
+    labels[0, :5, :5] = 7
+    labels[1, 5:, 5:] = 70_000
+    with cio.label_stack_writer(tmp_path / "s.tif", labels.shape) as writer:
+        writer.write(0, labels[0].astype(np.uint16))
+        assert writer.dtype == np.uint16
+        writer.write(1, labels[1])
+        assert writer.dtype == np.uint32
+    back = read_labels(tmp_path / "s.tif")
+    assert back.dtype == np.uint32
+    np.testing.assert_array_equal(back, labels)  # frame 0 survived, frame 2 stayed 0
+    write_tiff_atomic(tmp_path / "ref.tif", labels)
+    assert (tmp_path / "s.tif").read_bytes() == (tmp_path / "ref.tif").read_bytes()
+    assert listing(tmp_path) == ["ref.tif", "s.tif"]
+
+
+def test_label_stack_writer_failure_keeps_the_old_file(tmp_path):
+    p = tmp_path / "s.tif"
+    p.write_bytes(b"old labels")
+    with pytest.raises(OutputExistsError):
+        with cio.label_stack_writer(p, (2, 20, 24)):
+            pass
+    with pytest.raises(KeyboardInterrupt):
+        with cio.label_stack_writer(p, (2, 20, 24), overwrite=True) as writer:
+            writer.write(0, np.ones((20, 24), np.uint16))
+            raise KeyboardInterrupt
+    with pytest.raises(InputError, match="does not fit"):
+        with cio.label_stack_writer(p, (2, 20, 24), overwrite=True) as writer:
+            writer.write(2, np.ones((20, 24), np.uint16))
+    assert p.read_bytes() == b"old labels" and listing(tmp_path) == ["s.tif"]
+
+
+def test_ctc_mask_writer_writes_all_masks_at_the_end_or_none(tmp_path):
+    labels = movie().astype(np.uint16)
+    with cio.ctc_mask_writer(tmp_path / "res", 3) as writer:
+        writer.write(1, labels[1])
+        assert [n for n in listing(tmp_path / "res") if not n.startswith(".")] == []
+    names = [ctc_mask_name(t, 3) for t in range(3)]
+    assert listing(tmp_path / "res") == names
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "res" / names[1]), labels[1])
+    assert not tifffile.imread(tmp_path / "res" / names[0]).any()
+    before = {n: (tmp_path / "res" / n).read_bytes() for n in names}
+    with pytest.raises(InputError, match="larger than 65535"):
+        with cio.ctc_mask_writer(tmp_path / "res", 3, overwrite=True) as writer:
+            writer.write(0, labels[0] + 1)
+            writer.write(1, labels[1].astype(np.uint32) + 70_000)
+    assert {n: (tmp_path / "res" / n).read_bytes() for n in names} == before
+    assert listing(tmp_path / "res") == names
+
+
+def test_temporary_files_of_killed_writers_are_removed_next_time(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead_pid = int(dead.stdout)
+    stale = tmp_path / f".tmp-{dead_pid}-0123abcd-model.pt"
+    other_file = tmp_path / f".tmp-{dead_pid}-0123abcd-other.pt"
+    running = tmp_path / f".tmp-{os.getppid()}-0123abcd-model.pt"  # a live process is writing it
+    old_style = tmp_path / ".tmp-0123abcd-model.pt"
+    for p in (stale, other_file, running, old_style):
+        p.write_bytes(b"partial")
+    atomic_write_bytes(tmp_path / "model.pt", b"complete")
+    assert (tmp_path / "model.pt").read_bytes() == b"complete"
+    assert listing(tmp_path) == sorted(p.name for p in (other_file, running, old_style, tmp_path / "model.pt"))

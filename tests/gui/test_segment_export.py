@@ -1,8 +1,9 @@
-"""Segment widget (new output layers, frames, stop) and Export widget (TIFF, CTC, models)."""
+"""Segment widget (new output layers, frames, stop, lazy dask layers) and Export widget (TIFF, CTC, models)."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import tifffile
 
 from napari_cellseq.core.checkpoint import load_checkpoint
@@ -128,3 +129,53 @@ def test_frame_choices(make_napari_viewer, gui_movie):
     viewer.dims.set_current_step(0, 1)
     widget.frames_combo.setCurrentText("current frame")
     assert widget.selected_frames(layer) == [1]
+
+
+def test_segment_dask_layer_reads_one_frame_at_a_time(make_napari_viewer, qtbot, gui_movie, trained_unet,
+                                                      monkeypatch, notifications):
+    """A lazy (dask) layer, as napari gives for movies larger than memory, is never loaded whole:
+    the widget hands it to the worker unread, which reads and drops one frame at a time."""
+    import threading
+    import weakref
+
+    da = pytest.importorskip("dask.array")
+    import dask
+
+    from napari_cellseq.core import pipeline
+    from napari_cellseq.core.pipeline import segment
+
+    image = np.concatenate([gui_movie[0]] * 3)  # (12, 96, 96)
+    n = image.shape[0]
+    # percentiles from a subsample of frames, as for a long movie
+    monkeypatch.setattr(pipeline, "_SAMPLE_PIXELS", 2 * 96 * 96)
+    reads: dict[str, list[int]] = {"main": [], "worker": []}
+    alive: set[int] = set()
+    peak = [0]
+
+    def load(block, block_info=None):
+        """Hand out a fresh copy of one frame and track how many handed-out frames are alive."""
+        frame = block.copy()
+        who = "main" if threading.current_thread() is threading.main_thread() else "worker"
+        reads[who].append(block_info[0]["chunk-location"][0])
+        if who == "worker":
+            alive.add(id(frame))
+            weakref.finalize(frame, alive.discard, id(frame))
+            peak[0] = max(peak[0], len(alive))
+        return frame
+
+    lazy = da.from_array(image, chunks=(1, 96, 96)).map_blocks(load, dtype=image.dtype)
+    with dask.config.set(scheduler="synchronous"):  # blocks are computed in the calling thread
+        viewer = make_napari_viewer()
+        viewer.add_image(lazy, name="big", contrast_limits=(0, int(image.max())))
+        widget = SegmentWidget(viewer)
+        widget.load_model(trained_unet)
+        widget.device_combo.setCurrentText("cpu")
+        reads["main"].clear()
+        widget.start()
+        _wait_segment(qtbot, widget)
+    assert not errors(notifications), notifications
+    expected = segment(image, trained_unet, device="cpu")
+    np.testing.assert_array_equal(viewer.layers["big (segmentation)"].data, expected)
+    assert sorted(set(reads["worker"])) == list(range(n))  # the worker read the movie itself...
+    assert peak[0] <= 2  # ...holding at most 2 frames at once (np.array(layer.data) holds all 12)
+    assert len(reads["main"]) <= 2  # the GUI thread only draws the frame on screen

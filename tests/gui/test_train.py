@@ -1,9 +1,6 @@
-"""Train widget: a tiny run, Stop keeps the weights, errors return to idle, closing napari."""
+"""Train widget: a tiny run, Stop keeps the weights, errors return to idle (closing napari: test_lifecycle)."""
 
 from __future__ import annotations
-
-import threading
-import time
 
 import numpy as np
 
@@ -96,23 +93,6 @@ def test_bad_validation_frame_is_reported(make_napari_viewer, qtbot, gui_movie, 
     wait_idle(qtbot, widget, timeout=60_000)
     assert widget.state.train_state is TrainState.FAILED
     assert "nothing is left to train on" in errors(notifications)[0]
-
-
-def test_closing_napari_during_training_ends_the_worker(make_napari_viewer, qtbot, gui_movie):
-    viewer = _viewer_with_annotations(make_napari_viewer, gui_movie)
-    widget = TrainWidget(viewer)
-    viewer.window.add_dock_widget(widget)
-    set_tiny_budget(widget, iterations=10_000)
-    widget.model_combo.setCurrentText("unet")
-    widget.start()
-    qtbot.waitUntil(lambda: len(widget.plot.losses) >= 1, timeout=120_000)
-    handle = widget.job._handle
-    t0 = time.perf_counter()
-    viewer.close()
-    qtbot.waitUntil(lambda: not handle.alive(), timeout=30_000)
-    assert handle.stop_event.is_set()
-    assert time.perf_counter() - t0 < 30
-    assert not any(t.name == "napari-cellseq worker" for t in threading.enumerate())
 
 
 def test_inputs_are_snapshots_with_partial_frames(make_napari_viewer, gui_movie):

@@ -23,7 +23,7 @@ import os
 import re
 import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Union
 
@@ -36,9 +36,14 @@ __all__ = [
     "OutputExistsError",
     "read_image",
     "read_labels",
+    "open_image",
+    "TiffFrames",
     "atomic_path",
     "atomic_write_bytes",
     "write_tiff_atomic",
+    "label_stack_writer",
+    "LabelStackWriter",
+    "ctc_mask_writer",
     "ctc_mask_name",
     "write_ctc_masks",
     "parse_frames",
@@ -89,8 +94,8 @@ def _describe_non_tiff(head: bytes) -> str:
     return ""
 
 
-def _read_tiff(path: PathLike, what: str) -> np.ndarray:
-    """Read the first series of a TIFF file; see :func:`read_image`."""
+def _check_tiff_file(path: PathLike, what: str) -> Path:
+    """``path`` expanded, after the checks that need only its first bytes; see :func:`read_image`."""
     p = Path(path).expanduser()
     if not p.exists():
         raise InputError(f"no such file: {p}; check the path (relative paths start at {Path.cwd()})")
@@ -107,13 +112,40 @@ def _read_tiff(path: PathLike, what: str) -> np.ndarray:
         raise InputError(f"{p} is empty (0 bytes); the file was not saved completely: export it again")
     if not head.startswith(_TIFF_MAGIC):
         raise InputError(f"{p} is not a TIFF file{_describe_non_tiff(head)}; {_CONVERT_HINT}")
+    return p
+
+
+def _tiff_error(p: Path, exc: BaseException) -> InputError:
+    """The :class:`InputError` for an exception tifffile raised while reading ``p``."""
+    if "imagecodecs" in str(exc):
+        return InputError(
+            f"{p} is compressed with a codec that needs the 'imagecodecs' package; "
+            "run `pip install imagecodecs`, or re-save the TIFF uncompressed (Fiji: File > Save As > Tiff...)"
+        )
+    detail = (str(exc).strip().splitlines() or [""])[0]
+    return InputError(
+        f"cannot read {p} as TIFF ({type(exc).__name__}: {detail}); the file is probably truncated or "
+        "corrupt: export it again, e.g. Fiji: File > Save As > Tiff..."
+    )
+
+
+def _first_series(tif: tifffile.TiffFile, p: Path, what: str):
+    if not tif.series:
+        raise InputError(f"{p} contains no image data; export the {what} again as TIFF")
+    if len(tif.series) > 1:
+        logger.warning("%s holds %d image series; reading only the first", p, len(tif.series))
+    series = tif.series[0]
+    if 0 in tuple(series.shape):
+        raise InputError(f"{p} contains no image data (shape {tuple(series.shape)}); export the {what} again as TIFF")
+    return series
+
+
+def _read_tiff(path: PathLike, what: str) -> np.ndarray:
+    """Read the first series of a TIFF file; see :func:`read_image`."""
+    p = _check_tiff_file(path, what)
     try:
         with tifffile.TiffFile(p) as tif:
-            if not tif.series:
-                raise InputError(f"{p} contains no image data; export the {what} again as TIFF")
-            if len(tif.series) > 1:
-                logger.warning("%s holds %d image series; reading only the first", p, len(tif.series))
-            series = tif.series[0]
+            series = _first_series(tif, p, what)
             try:
                 array = series.asarray()
             except MemoryError:
@@ -125,19 +157,114 @@ def _read_tiff(path: PathLike, what: str) -> np.ndarray:
     except InputError:
         raise
     except Exception as exc:  # tifffile raises many types for damaged files (ValueError, struct...)
-        if "imagecodecs" in str(exc):
-            raise InputError(
-                f"{p} is compressed with a codec that needs the 'imagecodecs' package; "
-                "run `pip install imagecodecs`, or re-save the TIFF uncompressed (Fiji: File > Save As > Tiff...)"
-            ) from None
-        detail = (str(exc).strip().splitlines() or [""])[0]
-        raise InputError(
-            f"cannot read {p} as TIFF ({type(exc).__name__}: {detail}); the file is probably truncated or "
-            "corrupt: export it again, e.g. Fiji: File > Save As > Tiff..."
-        ) from None
+        raise _tiff_error(p, exc) from None
     if array.size == 0:
         raise InputError(f"{p} contains no image data (shape {array.shape}); export the {what} again as TIFF")
     return array
+
+
+class TiffFrames:
+    """The first image series of an open TIFF file, read page by page on indexing.
+
+    For files that cannot be memory-mapped (compressed, or pages scattered in the file). Has
+    ``shape``, ``dtype``, ``ndim`` and numpy-style ``__getitem__`` (ints, slices, ``...``);
+    indexing reads only the TIFF pages (IFDs) that the result needs, e.g. ``frames[t]`` of a
+    ``(T, Y, X)`` movie reads one page. ``np.asarray(frames)`` reads everything.
+
+    Parameters
+    ----------
+    tif : an open :class:`tifffile.TiffFile` (kept open by the caller while this is used).
+    path : the file's path, for error messages.
+    """
+
+    def __init__(self, tif: tifffile.TiffFile, path: Path):
+        self._series = _first_series(tif, path, "image")
+        self._path = path
+        self.shape = tuple(int(n) for n in self._series.shape)
+        self.dtype = np.dtype(self._series.dtype)
+        self.ndim = len(self.shape)
+        n_pages = len(self._series)
+        # The leading axes count pages; the trailing ones (at least Y, X) are one page.
+        self._lead = next((k for k in range(self.ndim - 1, -1, -1)
+                           if int(np.prod(self.shape[:k], dtype=np.int64)) == n_pages), None)
+        if self._lead is None:
+            raise ValueError(f"cannot map the {n_pages} pages of {path} onto shape {self.shape}")
+        self._pages = np.arange(n_pages).reshape(self.shape[: self._lead])
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _page(self, i: int) -> np.ndarray:
+        try:
+            page = self._series.pages[i]
+            data = page.asarray()
+        except MemoryError:
+            raise
+        except Exception as exc:  # a damaged page (truncated file, missing codec)
+            raise _tiff_error(self._path, exc) from None
+        return data.reshape(self.shape[self._lead:])
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        if any(k is Ellipsis for k in key):
+            at = next(i for i, k in enumerate(key) if k is Ellipsis)
+            fill = (slice(None),) * (self.ndim - len(key) + 1)
+            key = key[:at] + fill + key[at + 1:]
+        key = key + (slice(None),) * (self.ndim - len(key))
+        if len(key) != self.ndim or not all(isinstance(k, (slice, int, np.integer)) for k in key):
+            raise IndexError(f"TiffFrames takes integers, slices and ... as indices, got {key!r}")
+        lead, rest = key[: self._lead], key[self._lead:]
+        pages = self._pages[lead]
+        if np.ndim(pages) == 0:
+            return self._page(int(pages))[rest]
+        parts = [self._page(int(i))[rest] for i in pages.reshape(-1)]
+        first = parts[0] if parts else np.zeros(self.shape[self._lead:], self.dtype)[rest]
+        out = np.empty(pages.shape + first.shape, dtype=self.dtype)
+        for i, part in zip(np.ndindex(pages.shape), parts):
+            out[i] = part
+        return out
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        data = self[...]
+        return data if dtype is None else data.astype(dtype, copy=False)
+
+
+@contextmanager
+def open_image(path: PathLike) -> Iterator[Any]:
+    """Open an image or movie TIFF without reading its pixels; pixels are read when indexed.
+
+    Yields the first image series as an array-like with ``shape``, ``dtype`` and numpy-style
+    indexing, with the same shape and dtype as :func:`read_image` returns: a read-only
+    :class:`numpy.memmap` when the data are stored uncompressed in one piece (what ImageJ and
+    tifffile write), else a :class:`TiffFrames` that reads page by page. Either way
+    ``movie[t]`` of a ``(T, Y, X)`` movie reads one frame, so a movie larger than memory can be
+    processed frame by frame. Use it only inside the ``with`` block.
+
+    Raises :class:`InputError` as :func:`read_image` (for damaged pages: when they are read).
+    """
+    p = _check_tiff_file(path, "image")
+    try:
+        tif = tifffile.TiffFile(p)
+    except Exception as exc:  # noqa: BLE001 - damaged header
+        raise _tiff_error(p, exc) from None
+    with tif:
+        try:
+            series = _first_series(tif, p, "image")
+            try:
+                array: Any = tifffile.memmap(p, series=0, mode="r")
+                if tuple(array.shape) != tuple(series.shape):  # pragma: no cover - tifffile oddity
+                    array = array.reshape(series.shape)
+            except (ValueError, OSError):  # compressed, scattered, or truncated data
+                try:
+                    array = TiffFrames(tif, p)
+                except ValueError:  # pages that do not map onto the shape: read it all
+                    logger.warning("%s cannot be read frame by frame; reading all of it", p)
+                    array = series.asarray()
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - tifffile raises many types for damaged files
+            raise _tiff_error(p, exc) from None
+        yield array
 
 
 def read_image(path: PathLike) -> np.ndarray:
@@ -210,15 +337,74 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+_TEMP_NAME = re.compile(r"\.tmp-(\d+)-[0-9a-f]{8}-(.+)")
+
+
+def _new_temp(target: Path) -> Path:
+    """Create an empty hidden temporary file next to ``target`` and return its path."""
+    for _ in range(100):
+        candidate = target.parent / f".tmp-{os.getpid()}-{secrets.token_hex(4)}-{target.name}"
+        try:
+            os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        except PermissionError:
+            raise InputError(
+                f"cannot write to folder {target.parent}: permission denied; choose a folder you can write to"
+            ) from None
+        except OSError as exc:
+            raise InputError(
+                f"cannot write to folder {target.parent}: {exc.strerror or exc}; choose another output folder"
+            ) from None
+        return candidate
+    raise InputError(  # pragma: no cover - 100 random-name collisions
+        f"cannot create a temporary file in {target.parent}; remove the .tmp-* files there"
+    )
+
+
+def _process_gone(pid: int) -> bool:
+    """True when no process ``pid`` runs on this machine (POSIX only; False when unsure)."""
+    if os.name != "posix" or pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # PermissionError: it runs, under another user
+        return False
+    return False
+
+
+def _remove_stale_temps(target: Path) -> None:
+    """Delete temporary files for ``target`` left by processes that were killed while writing.
+
+    Only files named by :func:`_new_temp` for this very file name whose writing process no
+    longer exists are removed; everything else in the folder is left alone.
+    """
+    try:
+        names = [p for p in target.parent.iterdir() if p.name.startswith(".tmp-")]
+    except OSError:
+        return
+    for p in names:
+        m = _TEMP_NAME.fullmatch(p.name)
+        if m and m.group(2) == target.name and _process_gone(int(m.group(1))):
+            try:
+                p.unlink()
+                logger.info("removed %s, left by an interrupted earlier write of %s", p.name, target.name)
+            except OSError:
+                pass
+
+
 @contextmanager
 def atomic_path(path: PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Context manager yielding a temporary path to write; it becomes ``path`` on success.
 
-    The temporary file (hidden, ``.tmp-<random>-<name>``) is created empty in the target folder,
-    so the final rename is atomic (same file system). When the ``with`` block finishes without
-    an exception the file is flushed to disk and moved to ``path``; on any exception (including
-    KeyboardInterrupt) it is deleted and ``path`` is left as it was. Missing parent folders are
-    created.
+    The temporary file (hidden, ``.tmp-<pid>-<random>-<name>``) is created empty in the target
+    folder, so the final rename is atomic (same file system). When the ``with`` block finishes
+    without an exception the file is flushed to disk and moved to ``path``; on any exception
+    (including KeyboardInterrupt) it is deleted and ``path`` is left as it was. Missing parent
+    folders are created. A process killed outright (SIGKILL, power cut) can leave its temporary
+    file behind; the next write of the same ``path`` removes it once its process is gone (POSIX).
 
     Parameters
     ----------
@@ -239,25 +425,8 @@ def atomic_path(path: PathLike, overwrite: bool = False) -> Iterator[Path]:
     if target.exists() and not overwrite:
         raise OutputExistsError(_exists_message(target))
     _ensure_folder(target.parent)
-    tmp = None
-    for _ in range(100):
-        candidate = target.parent / f".tmp-{secrets.token_hex(4)}-{target.name}"
-        try:
-            os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        except FileExistsError:
-            continue
-        except PermissionError:
-            raise InputError(
-                f"cannot write to folder {target.parent}: permission denied; choose a folder you can write to"
-            ) from None
-        except OSError as exc:
-            raise InputError(
-                f"cannot write to folder {target.parent}: {exc.strerror or exc}; choose another output folder"
-            ) from None
-        tmp = candidate
-        break
-    if tmp is None:  # pragma: no cover - 100 random-name collisions
-        raise InputError(f"cannot create a temporary file in {target.parent}; remove the .tmp-* files there")
+    _remove_stale_temps(target)
+    tmp = _new_temp(target)
     try:
         yield tmp
         _fsync(tmp)
@@ -365,16 +534,30 @@ def write_tiff_atomic(
     elif len(axes) != arr.ndim:
         raise InputError(f"axes {axes!r} has {len(axes)} letters but the array has {arr.ndim} dimensions {arr.shape}; give one letter per axis")
     compression = _check_compression(compression)
+    kwargs = _tiff_kwargs(target, arr.shape, arr.dtype, axes, compression)
+    with atomic_path(target, overwrite=overwrite) as tmp:
+        try:
+            tifffile.imwrite(tmp, arr, **kwargs)
+        except OSError as exc:
+            raise _write_error(target, exc) from None
+    logger.debug("wrote %s %s %s to %s", arr.shape, arr.dtype, "imagej" if kwargs.get("imagej") else "tiff", target)
+    return target
+
+
+def _tiff_kwargs(target: Path, shape: tuple[int, ...], dtype: Any, axes: str | None,
+                 compression: Any) -> dict[str, Any]:
+    """tifffile.imwrite arguments for an array of ``shape`` / ``dtype`` (see :func:`write_tiff_atomic`)."""
+    dtype = np.dtype(dtype)
     # ImageJ metadata drops singleton T/Z/C axes and tifffile misreads ImageJ stacks 1 px wide:
     # those few shapes are written as plain TIFF so that reading gives back the exact shape.
     imagej = (
-        arr.dtype in _IMAGEJ_DTYPES
+        dtype in _IMAGEJ_DTYPES
         and axes is not None
         and axes.upper() in _IMAGEJ_AXES
-        and arr.shape[-1] > 1
-        and all(n > 1 for n in arr.shape[:-2])
+        and shape[-1] > 1
+        and all(n > 1 for n in shape[:-2])
     )
-    bigtiff = arr.nbytes >= _BIGTIFF_BYTES
+    bigtiff = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize >= _BIGTIFF_BYTES
     if bigtiff and imagej:
         logger.info("%s is >= 4 GiB: writing BigTIFF without ImageJ metadata", target)
         imagej = False
@@ -384,13 +567,120 @@ def write_tiff_atomic(
         kwargs.update(imagej=True, metadata={"axes": axes.upper()})  # type: ignore[union-attr]
     else:
         kwargs.update(metadata={"axes": axes} if axes is not None else {})
-    with atomic_path(target, overwrite=overwrite) as tmp:
+    return kwargs
+
+
+class _LabelStackFile:
+    """An uncompressed TIFF label stack on disk whose frames are written in place."""
+
+    def __init__(self, path: Path, target: Path, shape: tuple[int, ...], dtype: np.dtype):
+        self.path, self.target, self.shape, self.dtype = path, target, shape, np.dtype(dtype)
+        axes = {2: "YX", 3: "TYX"}[len(shape)]
         try:
-            tifffile.imwrite(tmp, arr, **kwargs)
+            tifffile.imwrite(path, shape=shape, dtype=self.dtype,
+                             **_tiff_kwargs(target, shape, self.dtype, axes, None))
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                offset = series.dataoffset
+                self.file_dtype = np.dtype(self.dtype).newbyteorder(tif.byteorder)
+            if offset is None or tuple(series.shape) != tuple(shape):  # pragma: no cover
+                raise InputError(f"cannot write {target} frame by frame (tifffile {tifffile.__version__}); "
+                                 "upgrade tifffile")
+            self.offset = int(offset)
+            self.fh = open(path, "r+b")
         except OSError as exc:
             raise _write_error(target, exc) from None
-    logger.debug("wrote %s %s %s to %s", arr.shape, arr.dtype, "imagej" if imagej else "tiff", target)
-    return target
+        self.frame_bytes = int(np.prod(shape[-2:], dtype=np.int64)) * self.dtype.itemsize
+
+    def write(self, t: int, frame: np.ndarray) -> None:
+        try:
+            self.fh.seek(self.offset + t * self.frame_bytes)
+            self.fh.write(np.ascontiguousarray(frame, dtype=self.file_dtype).tobytes())
+        except OSError as exc:
+            raise _write_error(self.target, exc) from None
+
+    def read(self, t: int) -> np.ndarray:
+        self.fh.flush()
+        self.fh.seek(self.offset + t * self.frame_bytes)
+        raw = self.fh.read(self.frame_bytes)
+        return np.frombuffer(raw, dtype=self.file_dtype).reshape(self.shape[-2:])
+
+    def close(self) -> None:
+        if not self.fh.closed:
+            self.fh.close()
+
+
+class LabelStackWriter:
+    """Write a label image ``(Y, X)`` or stack ``(T, Y, X)`` to a TIFF file one frame at a time.
+
+    Use :func:`label_stack_writer`. The file is the one :func:`write_tiff_atomic` writes for the
+    whole array (uint16 with ImageJ metadata, or uint32 plain TIFF when an id exceeds 65535);
+    frames never written stay 0. Only one frame is in memory at a time.
+    """
+
+    def __init__(self, stack: _LabelStackFile):
+        self._stack = stack
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype of the file (uint16 until a frame needs uint32)."""
+        return self._stack.dtype
+
+    def write(self, t: int, labels: np.ndarray) -> None:
+        """Store ``labels (Y, X)`` (non-negative integers) as frame ``t`` (0 for a 2-D image)."""
+        labels = np.asarray(labels)
+        shape = self._stack.shape
+        n = 1 if len(shape) == 2 else shape[0]
+        if labels.shape != tuple(shape[-2:]) or not 0 <= int(t) < n:
+            raise InputError(f"frame {t} of shape {labels.shape} does not fit a label stack of shape {shape}")
+        top = int(labels.max()) if labels.size else 0
+        if top > np.iinfo(self._stack.dtype).max:
+            self._upcast(np.dtype(np.uint32))
+        self._stack.write(int(t), labels)
+
+    def _upcast(self, dtype: np.dtype) -> None:
+        """Rewrite the frames so far into a file of ``dtype`` (ids above 65535 appeared)."""
+        old = self._stack
+        logger.info("label ids exceed %d: writing %s as %s", np.iinfo(old.dtype).max, old.target, dtype)
+        path = _new_temp(old.target)
+        try:
+            new = _LabelStackFile(path, old.target, old.shape, dtype)
+            for t in range(1 if len(old.shape) == 2 else old.shape[0]):
+                frame = old.read(t)
+                if frame.any():
+                    new.write(t, frame)
+            new.close()
+            old.close()
+            os.replace(path, old.path)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        new.path = old.path
+        new.fh = open(old.path, "r+b")
+        self._stack = new
+
+
+@contextmanager
+def label_stack_writer(path: PathLike, shape: tuple[int, ...], overwrite: bool = False) -> Iterator[LabelStackWriter]:
+    """Context manager: write a ``(Y, X)`` or ``(T, Y, X)`` label stack to ``path`` frame by frame.
+
+    The file is written to a hidden temporary file (see :func:`atomic_path`) that replaces
+    ``path`` only when the ``with`` block ends without an exception; unwritten frames are 0. The
+    result equals ``write_tiff_atomic(path, labels)`` of the whole uint16 (or uint32) array.
+
+    Raises :class:`OutputExistsError` / :class:`InputError` as :func:`write_tiff_atomic`.
+    """
+    target = Path(path).expanduser()
+    shape = tuple(int(n) for n in shape)
+    if len(shape) not in (2, 3) or 0 in shape:
+        raise InputError(f"a label stack has shape (Y, X) or (T, Y, X) with no empty axis, got {shape}")
+    with atomic_path(target, overwrite=overwrite) as tmp:
+        writer = LabelStackWriter(_LabelStackFile(tmp, target, shape, np.dtype(np.uint16)))
+        try:
+            yield writer
+        finally:
+            writer._stack.close()
+    logger.debug("wrote %s %s to %s frame by frame", shape, writer.dtype, target)
 
 
 def ctc_mask_name(index: int, n_frames: int, prefix: str = "mask") -> str:
@@ -450,7 +740,80 @@ def write_ctc_masks(
             f"label id {top} is larger than 65535, but the Cell Tracking Challenge format requires 16-bit masks; "
             "renumber the ids (skimage.segmentation.relabel_sequential) or export the labels as one 32-bit TIFF stack instead"
         )
-    n = arr.shape[0]
+    with ctc_mask_writer(out, arr.shape[0], overwrite=overwrite, prefix=prefix,
+                         compression=compression) as writer:
+        for t in range(arr.shape[0]):
+            writer.write(t, arr[t])
+    return writer.paths
+
+
+class CtcMaskWriter:
+    """Writes the masks of :func:`ctc_mask_writer` one frame at a time."""
+
+    def __init__(self, paths: list[Path], overwrite: bool, compression: Any, stack: ExitStack):
+        self.paths, self._overwrite, self._compression, self._stack = paths, overwrite, compression, stack
+        self._written: set[int] = set()
+
+    def write(self, t: int, labels: np.ndarray) -> None:
+        """Write ``labels (Y, X)`` (ids 0..65535) as the mask of frame ``t`` (to a hidden file
+        that gets its name when the ``with`` block ends)."""
+        arr = check_labels(labels, np.shape(labels), name="labels")
+        if arr.ndim != 2 or arr.size == 0:
+            raise InputError(f"a mask is one (Y, X) frame, got shape {arr.shape}")
+        self._check_shape(arr.shape)
+        top = int(arr.max())
+        if top > 65535:
+            raise InputError(
+                f"label id {top} is larger than 65535, but the Cell Tracking Challenge format requires 16-bit masks; "
+                "renumber the ids (skimage.segmentation.relabel_sequential) or export the labels as one 32-bit TIFF stack instead"
+            )
+        target = self.paths[int(t)]
+        kwargs = _tiff_kwargs(target, arr.shape, np.uint16, "YX", self._compression)
+        tmp = self._stack.enter_context(atomic_path(target, overwrite=self._overwrite))
+        try:
+            tifffile.imwrite(tmp, arr.astype(np.uint16, copy=False), **kwargs)
+        except OSError as exc:
+            raise _write_error(target, exc) from None
+        self._written.add(int(t))
+
+    def _check_shape(self, shape: tuple[int, ...]) -> None:
+        if getattr(self, "frame_shape", None) is None:
+            self.frame_shape = tuple(shape)
+        elif tuple(shape) != self.frame_shape:
+            raise InputError(f"masks of one movie must all have shape {self.frame_shape}, got {tuple(shape)}")
+
+    def fill(self) -> None:
+        """Write empty masks for the frames not written (needs one written frame for the shape)."""
+        shape = getattr(self, "frame_shape", None)
+        if shape is None:
+            return
+        for t in range(len(self.paths)):
+            if t not in self._written:
+                self.write(t, np.zeros(shape, np.uint16))
+
+
+@contextmanager
+def ctc_mask_writer(
+    folder: PathLike,
+    n_frames: int,
+    overwrite: bool = False,
+    prefix: str = "mask",
+    *,
+    compression: Any = None,
+    shape: tuple[int, int] | None = None,
+) -> Iterator[CtcMaskWriter]:
+    """Context manager: write Cell Tracking Challenge masks one frame at a time.
+
+    Everything :func:`write_ctc_masks` checks up front (prefix, folder, existing masks) is
+    checked on entry. Each :meth:`CtcMaskWriter.write` writes one ``(Y, X)`` uint16 mask to a
+    hidden temporary file; when the ``with`` block ends normally, frames not written get empty
+    masks (frame size from ``shape`` or the written frames) and all files are renamed into place;
+    on an exception none of them appears. Only one frame is held in memory.
+    """
+    out = Path(folder).expanduser()
+    if not prefix or any(sep in prefix for sep in ("/", "\\")) or prefix in (".", ".."):
+        raise InputError(f"prefix {prefix!r} must be a plain file name part like 'mask'; put folders into `folder`")
+    n = int(n_frames)
     paths = [out / ctc_mask_name(t, n, prefix) for t in range(n)]
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} is a file, not a folder; choose another output folder")
@@ -472,10 +835,12 @@ def write_ctc_masks(
             "delete them before evaluating", out, len(stale), stale[0],
         )
     compression = _check_compression(compression)
-    for t, p in enumerate(paths):
-        write_tiff_atomic(p, arr[t].astype(np.uint16, copy=False), overwrite=overwrite,
-                          compression=compression, axes="YX")
-    return paths
+    with ExitStack() as stack:  # one atomic_path per mask: all renamed at the end, or none
+        writer = CtcMaskWriter(paths, overwrite, compression, stack)
+        if shape is not None:
+            writer.frame_shape = tuple(int(v) for v in shape)
+        yield writer
+        writer.fill()
 
 
 # --------------------------------------------------------------------------------------------
@@ -648,9 +1013,36 @@ def select_channel(array: Any, channel: int | None, name: str = "image") -> Any:
             f"channel {channel} does not exist: {name} of shape {shape} has {n} channels (axis {axis}); "
             f"pass --channel 0..{n - 1}"
         )
+    if isinstance(array, TiffFrames):  # indexing it reads pixels: pick the channel lazily
+        return _ChannelView(array, axis, int(channel))
     index = [slice(None)] * len(shape)
     index[axis] = int(channel)
     return array[tuple(index)]
+
+
+class _ChannelView:
+    """Channel ``channel`` of axis ``axis`` of a lazy array-like, read only when indexed."""
+
+    def __init__(self, source: Any, axis: int, channel: int):
+        self.source, self.axis, self.channel = source, axis, channel
+        self.shape = tuple(n for i, n in enumerate(source.shape) if i != axis)
+        self.dtype = np.dtype(source.dtype)
+        self.ndim = len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        if any(k is Ellipsis for k in key):
+            at = next(i for i, k in enumerate(key) if k is Ellipsis)
+            key = key[:at] + (slice(None),) * (self.ndim - len(key) + 1) + key[at + 1:]
+        key = key + (slice(None),) * (self.ndim - len(key))
+        return self.source[key[: self.axis] + (self.channel,) + key[self.axis:]]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        data = self[...]
+        return data if dtype is None else data.astype(dtype, copy=False)
 
 
 def check_image_layout(shape: tuple[int, ...], dtype: Any, name: str = "image") -> None:

@@ -147,7 +147,8 @@ class _Frames:
             f_lo, f_hi = frame.min(), frame.max()
             lo = f_lo if lo is None else min(lo, f_lo)
             hi = f_hi if hi is None else max(hi, f_hi)
-            parts.append(frame.reshape(-1)[::stride])
+            # a copy when strided, so that the sampled frames are not all kept in memory
+            parts.append(np.ascontiguousarray(frame.reshape(-1)[::stride]))
         if lo == hi:
             every = " in every frame looked at" if len(picks) < n else ""
             raise InputError(

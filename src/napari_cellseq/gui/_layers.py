@@ -1,8 +1,10 @@
 """Layer <-> array adapters and output-layer naming (no widgets here).
 
 Arrays leave layers only as copies (:func:`snapshot`), so a worker never sees a layer and the
-user can keep painting while training runs. Output layers get names that never collide with an
-existing layer (:func:`unique_name`), so the user's layers are never overwritten.
+user can keep painting while training runs; lazy image data (dask, zarr: movies larger than
+memory) go to segmentation as they are, read one frame at a time (:func:`image_snapshot`).
+Output layers get names that never collide with an existing layer (:func:`unique_name`), so the
+user's layers are never overwritten.
 
 Annotation layers carry two metadata entries that the Train widget reads:
 
@@ -14,7 +16,7 @@ Annotation layers carry two metadata entries that the Train widget reads:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +31,7 @@ __all__ = [
     "BACKGROUND_KEY",
     "unique_name",
     "snapshot",
+    "is_lazy",
     "image_snapshot",
     "new_labels_layer",
     "partial_frames",
@@ -57,6 +60,17 @@ def unique_name(viewer: napari.viewer.Viewer, base: str) -> str:
     return f"{base} [{n}]"
 
 
+def is_lazy(data: Any) -> bool:
+    """True for array-likes that read pixels on demand (dask, zarr, read-only memory maps).
+
+    napari gives such data for movies larger than memory. They are not copied: napari never
+    writes into them, so the worker may read them while the user goes on working.
+    """
+    if isinstance(data, np.ndarray):
+        return isinstance(data, np.memmap) and not data.flags.writeable
+    return all(hasattr(data, name) for name in ("shape", "dtype", "__getitem__"))
+
+
 def snapshot(layer: napari.layers.Layer) -> np.ndarray:
     """A private copy of ``layer.data`` (taken on the main thread before a worker starts)."""
     if getattr(layer, "multiscale", False):
@@ -66,8 +80,14 @@ def snapshot(layer: napari.layers.Layer) -> np.ndarray:
     return np.array(layer.data, copy=True)
 
 
-def image_snapshot(layer: napari.layers.Image) -> np.ndarray:
-    """A copy of an image layer as ``(Y, X)`` or ``(T, Y, X)``; RGB and 4-D data are refused."""
+def image_snapshot(layer: napari.layers.Image, lazy: bool = False) -> Any:
+    """The data of an image layer as ``(Y, X)`` or ``(T, Y, X)``; RGB and 4-D data are refused.
+
+    numpy data are copied (the user may edit the layer while a worker runs). With ``lazy=True``
+    lazy data (:func:`is_lazy`: dask, zarr, read-only memmap) are returned as they are, without
+    reading them, for work that reads one frame at a time (segmentation); otherwise they are
+    read into a numpy array (training needs the frames in memory).
+    """
     if getattr(layer, "rgb", False):
         raise InputError(
             f"layer {layer.name!r} is RGB: convert it to a single grey channel "
@@ -78,6 +98,8 @@ def image_snapshot(layer: napari.layers.Image) -> np.ndarray:
             f"layer {layer.name!r} has {layer.ndim} dimensions {layer.data.shape}: "
             "napari-cellseq needs (Y, X) images or (T, Y, X) movies; split channels/planes first"
         )
+    if lazy and not getattr(layer, "multiscale", False) and is_lazy(layer.data):
+        return layer.data
     return snapshot(layer)
 
 

@@ -162,16 +162,38 @@ class _Handle:
         return self.thread is not None and self.thread.is_alive()
 
     def shutdown(self, timeout: float = _JOIN_TIMEOUT_S) -> None:
-        """Ask the worker to stop and wait up to ``timeout`` s (a child process is then killed)."""
+        """Ask the worker to stop and wait up to ``timeout`` s (a child process is then killed).
+
+        While waiting for a child process its messages are read and dropped: a child exits only
+        once everything it put into the queue has gone through the pipe, so a full pipe that
+        nobody reads would keep it alive (and block its final save) until it is killed.
+        """
         self.stop_event.set()
         if self.thread is not None:
             self.thread.join(timeout)
+            if self.thread.is_alive():
+                logger.warning("worker thread did not stop in %.0f s; it ends with napari", timeout)
         if self.process is not None:
-            self.process.join(timeout)
+            deadline = time.monotonic() + timeout
+            while self.process.is_alive() and time.monotonic() < deadline:
+                self._drain()
+                self.process.join(0.05)
             if self.process.is_alive():
                 logger.warning("worker process did not stop in %.0f s: terminating it", timeout)
                 self.process.terminate()
                 self.process.join(2.0)
+                if self.process.is_alive():  # pragma: no cover - SIGTERM ignored
+                    self.process.kill()
+                    self.process.join(2.0)
+            self._drain()
+
+    def _drain(self) -> None:
+        """Read and drop what the worker has put into the queue so far."""
+        try:
+            while True:
+                self.queue.get_nowait()
+        except (queue_mod.Empty, OSError, ValueError, EOFError):
+            pass
 
 
 def _shutdown_handle(handle: _Handle, *_args) -> None:

@@ -161,7 +161,11 @@ class SegmentWidget(QWidget):
         return None
 
     def start(self) -> None:
-        """Snapshot the image, add the output layer and segment in the worker."""
+        """Snapshot the image, add the output layer and segment in the worker.
+
+        A numpy image is copied; lazy data (dask, zarr, as napari gives for movies larger than
+        memory) are handed over unread and the worker reads one frame at a time.
+        """
         if self.state.segmenting:
             return
         image_layer = self.image_picker.layer()
@@ -170,7 +174,7 @@ class SegmentWidget(QWidget):
                 raise CellseqError("open an image to segment")
             if not self.state.model_path:
                 raise CellseqError("there is no model yet: train one (Train widget) or load a model file")
-            image = _layers.image_snapshot(image_layer)
+            image = _layers.image_snapshot(image_layer, lazy=True)  # dask/zarr: read frame by frame
             frames = self.selected_frames(image_layer)
         except CellseqError as err:
             show_error(str(err))
@@ -180,7 +184,7 @@ class SegmentWidget(QWidget):
         self._error = None
         self._stopping = False
         self._frames_done = 0
-        total = len(frames) if frames is not None else (image.shape[0] if image.ndim == 3 else 1)
+        total = len(frames) if frames is not None else (image.shape[0] if len(image.shape) == 3 else 1)
         reset_progress(self.progress, total)
         self.status.setText("loading the model…")
         self.job = Job(segment_job, dict(image=image, model_path=self.state.model_path,
