@@ -20,5 +20,5 @@ if [ "${ALLOW_CUDA:-0}" != 1 ] && "$VENV/bin/python" -m pip list 2>/dev/null | g
     echo "setup_cellpose.sh: CUDA packages were pulled in (listed above); install torch==2.13.0 (CPU) first" >&2
     exit 1
 fi
-"$VENV/bin/python" -c "import cellpose.version, torch; print('cellpose', cellpose.version.version, 'torch', torch.__version__)" >&2
+"$VENV/bin/python" -c "from cellpose.version import version; import torch; print('cellpose', version, 'torch', torch.__version__)" >&2
 echo "$VENV/bin/python"
