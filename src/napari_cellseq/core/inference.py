@@ -145,9 +145,8 @@ class Predictor:
     min_tile : smallest tile side the out-of-memory fallback goes down to (at least
         ``2 * overlap``); ``self.tile`` holds the tile size in use after a fallback.
     channels_last : run the network in channels-last (NHWC) memory format; None (default) means
-        on for frame models on CPU and CUDA: 1.6-2x faster U-Net inference on a 2-core CPU
-        (measured, see ``benchmarks/throughput.py``); off for temporal models, where it
-        measured no faster.
+        on for CPU and CUDA, off on MPS: on a 2-core CPU it made one 700x1100 frame 1.6-2.4x
+        faster for the U-Net and 1.2-1.5x for the U-LSTM (measured, see README, Benchmarks).
     tile_batch : tiles of a frame sent through a frame model together (default 1; larger
         batches help GPUs on frames cut into many tiles; the out-of-memory fallback halves it
         before it halves the tile).
@@ -167,7 +166,7 @@ class Predictor:
         self.amp_dtype = autocast_dtype(device, amp)
         self.autocast = self.amp_dtype is not None
         if channels_last is None:
-            channels_last = not self.temporal and device.type in ("cpu", "cuda")
+            channels_last = device.type in ("cpu", "cuda")
         self.channels_last = bool(channels_last)
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
