@@ -40,7 +40,7 @@ from hela_data import hela_paths  # noqa: E402
 from napari_cellseq.core.checkpoint import load_checkpoint  # noqa: E402
 from napari_cellseq.core.data.normalize import normalize, percentile_range  # noqa: E402
 from napari_cellseq.core.device import autocast_dtype, resolve_device  # noqa: E402
-from napari_cellseq.core.inference import Predictor  # noqa: E402
+from napari_cellseq.core.inference import Predictor, default_tile  # noqa: E402
 from napari_cellseq.core.losses import weighted_cross_entropy  # noqa: E402
 from napari_cellseq.core.models import build_model, default_model_config  # noqa: E402
 from napari_cellseq.core.postprocess import labels_from_probabilities  # noqa: E402
@@ -204,7 +204,8 @@ def test_frames(size: str, n: int) -> np.ndarray:
 def bench_inference(name: str, size: str, args, device: torch.device, amp_mode, peak: float | None) -> dict:
     torch.manual_seed(0)
     model = model_for(name, args, device).eval()
-    predictor = Predictor(model, device, tile=args.tile, overlap=min(64, args.tile // 4), amp=amp_mode,
+    tile = args.tile or default_tile(device)
+    predictor = Predictor(model, device, tile=tile, overlap=min(64, tile // 4), amp=amp_mode,
                           channels_last=args.channels_last if args.channels_last_set else None,
                           tile_batch=args.tile_batch, compile=args.compile)
     movie = test_frames(size, args.frames + 1)
@@ -279,7 +280,7 @@ def main() -> None:
                    help="auto: bf16 on CUDA (fp16 where bf16 is missing), off on CPU")
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    p.add_argument("--tile", type=int, default=1536, help="inference tile side")
+    p.add_argument("--tile", type=int, help="inference tile side (default: 512 on CPU, 1536 on GPUs)")
     p.add_argument("--tile-batch", type=int, default=1, help="tiles per inference forward pass")
     p.add_argument("--batch", type=int, help="training crops (U-Net) or sequences (U-LSTM); default the training defaults")
     p.add_argument("--crop", type=int, default=160)

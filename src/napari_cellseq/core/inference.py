@@ -31,7 +31,17 @@ from .errors import CellseqError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Tile", "plan_tiles", "temporal_order", "Predictor", "is_out_of_memory"]
+__all__ = ["Tile", "plan_tiles", "temporal_order", "Predictor", "is_out_of_memory", "default_tile"]
+
+
+def default_tile(device: torch.device) -> int:
+    """The default largest tile side for ``device``: 512 pixels on CPU, 1536 on GPUs.
+
+    On a 2-core CPU, 512-pixel tiles segmented a 700x1100 HeLa frame 1.2-1.7x faster than one
+    whole-frame tile (activations that fit the caches; SEG 0.872 either way, measured: README,
+    Benchmarks); accelerators take big tiles (fewer seams, fuller kernels).
+    """
+    return 512 if device.type == "cpu" else 1536
 
 _OOM_ERRORS: tuple[type[BaseException], ...] = tuple(
     {MemoryError, getattr(torch, "OutOfMemoryError", MemoryError),
@@ -145,7 +155,7 @@ class Predictor:
     min_tile : smallest tile side the out-of-memory fallback goes down to (at least
         ``2 * overlap``); ``self.tile`` holds the tile size in use after a fallback.
     channels_last : run the network in channels-last (NHWC) memory format; None (default) means
-        on for CPU and CUDA, off on MPS: on a 2-core CPU it made one 700x1100 frame 1.6-2.4x
+        on for CPU and CUDA, off on MPS: on a 2-core CPU it made one 700x1100 frame 1.7-2.4x
         faster for the U-Net and 1.2-1.5x for the U-LSTM (measured, see README, Benchmarks).
     tile_batch : tiles of a frame sent through a frame model together (default 1; larger
         batches help GPUs on frames cut into many tiles; the out-of-memory fallback halves it
