@@ -275,7 +275,7 @@ def main() -> None:
     p.add_argument("--models", default="unet,ulstm")
     p.add_argument("--device", default="auto")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                   help="NHWC memory format (default: training off, inference the Predictor's default)")
+                   help="NHWC memory format (default: on for CPU and CUDA, as training and the Predictor)")
     p.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "off"),
                    help="auto: bf16 on CUDA (fp16 where bf16 is missing), off on CPU")
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
@@ -309,7 +309,8 @@ def main() -> None:
     for name in args.models.split(","):
         if "train" in phases:
             train_args = argparse.Namespace(**vars(args))
-            train_args.channels_last = bool(args.channels_last)
+            # default as in training: channels-last on CPU and CUDA
+            train_args.channels_last = args.channels_last if args.channels_last_set else device.type in ("cpu", "cuda")
             rows.append(bench_training(name, train_args, device, amp, peak))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
         if "infer" in phases:
