@@ -53,19 +53,27 @@ def held_out_frames(args) -> list[int]:
     return list(range(args.test_frames[0], args.test_frames[1] + 1))
 
 
-def train_on_painted_frames(name: str, image, gt, args, model_file: Path) -> tuple[int, float]:
-    """Train ``name`` on the ground truth of the training frames only; (steps, seconds)."""
+def train_on_painted_frames(name: str, image, gt, args, model_file: Path, on_event=None,
+                            checkpoint_every: float | None = None) -> tuple[int, float]:
+    """Train ``name`` on the ground truth of the training frames only; (steps, seconds).
+
+    ``on_event`` sees every training event; ``checkpoint_every`` overrides TrainConfig's seconds
+    between model-file writes.
+    """
     train_frames = list(range(args.train_frames[0], args.train_frames[1] + 1))
     painted = np.zeros_like(gt)
     painted[train_frames] = gt[train_frames]
     overrides = {"base_channels": args.width} if args.width else {}
     cfg = TrainConfig(max_time=args.max_time, iterations=args.iterations, device=args.device,
                       seed=args.seed, batch_size=args.batch_size, loss=args.loss,
-                      **({"lr": args.lr} if args.lr else {}))
+                      **({"lr": args.lr} if args.lr else {}),
+                      **({"checkpoint_every": checkpoint_every} if checkpoint_every else {}))
     steps, seconds = 0, float("nan")
     for event in train(image, painted, model_file, model_config=default_model_config(name, **overrides),
                        data_config=DataConfig(target=args.target, sampling=args.sampling, crop_size=args.crop),
                        train_config=cfg):
+        if on_event is not None:
+            on_event(event)
         if isinstance(event, Step):
             steps = event.iteration
             if steps % 50 == 0:

@@ -414,9 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="labels TIFF (or a folder with --ctc)")
     p.add_argument("--frames", help="only these frames, e.g. 10-19 (others stay 0)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--tile", type=_number(int, 32, "at least 32"), default=1536, metavar="PIXELS",
-                   help="largest tile side; bigger frames are cut into overlapping tiles (default 1536; "
-                        "made smaller automatically when the device runs out of memory)")
+    p.add_argument("--tile", type=_number(int, 32, "at least 32"), default=None, metavar="PIXELS",
+                   help="largest tile side; bigger frames are cut into overlapping tiles (default 512 on "
+                        "CPU, 1536 on GPUs; made smaller automatically when the device runs out of memory)")
     p.add_argument("--output", choices=["instances", "classes"],
                    help="instances: cell labels 1..n per frame; classes: the class map as painted values "
                         "(1 = background, 2, 3, ...); default: classes for a model trained with --target "

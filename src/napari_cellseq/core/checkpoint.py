@@ -62,7 +62,8 @@ def _payload(ckpt: Checkpoint) -> dict[str, Any]:
             "torch": str(torch.__version__),
             "python": platform.python_version(),
         },
-        "state_dict": {k: v.detach().cpu().clone() for k, v in ckpt.state_dict.items()},
+        # contiguous: files keep one layout whether the network ran channels-last or not
+        "state_dict": {k: v.detach().cpu().clone(memory_format=torch.contiguous_format) for k, v in ckpt.state_dict.items()},
     }
 
 

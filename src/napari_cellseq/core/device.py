@@ -6,7 +6,7 @@ import torch
 
 from .errors import CellseqError
 
-__all__ = ["available_devices", "resolve_device"]
+__all__ = ["available_devices", "resolve_device", "autocast_dtype"]
 
 
 def available_devices() -> list[str]:
@@ -36,3 +36,23 @@ def resolve_device(name: str = "auto") -> torch.device:
             "use --device auto or cpu"
         )
     return torch.device(name)
+
+
+def autocast_dtype(device: torch.device, amp: bool | str = True) -> torch.dtype | None:
+    """The mixed-precision dtype for ``device``, or None for full float32.
+
+    ``amp``: True / ``"auto"`` means bfloat16 on CUDA devices that support it and float16 on older
+    ones, and float32 elsewhere (CPU autocast is slower than float32 on CPUs without bf16 units);
+    ``"bf16"`` / ``"fp16"`` force a dtype on any device; False / ``"off"`` is float32.
+    """
+    if amp in (False, None, "off", "none"):
+        return None
+    if amp == "bf16":
+        return torch.bfloat16
+    if amp == "fp16":
+        return torch.float16
+    if amp not in (True, "auto"):
+        raise CellseqError(f"unknown mixed-precision mode {amp!r}: use auto, bf16, fp16 or off")
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

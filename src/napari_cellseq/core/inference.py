@@ -26,11 +26,22 @@ import torch
 from torch.nn import functional as F
 
 from .data.normalize import OUTSIDE
+from .device import autocast_dtype
 from .errors import CellseqError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Tile", "plan_tiles", "temporal_order", "Predictor", "is_out_of_memory"]
+__all__ = ["Tile", "plan_tiles", "temporal_order", "Predictor", "is_out_of_memory", "default_tile"]
+
+
+def default_tile(device: torch.device) -> int:
+    """The default largest tile side for ``device``: 512 pixels on CPU, 1536 on GPUs.
+
+    On a 2-core CPU, 512-pixel tiles segmented a 700x1100 HeLa frame 1.2-1.7x faster than one
+    whole-frame tile (activations that fit the caches; SEG 0.872 either way, measured: README,
+    Benchmarks); accelerators take big tiles (fewer seams, fuller kernels).
+    """
+    return 512 if device.type == "cpu" else 1536
 
 _OOM_ERRORS: tuple[type[BaseException], ...] = tuple(
     {MemoryError, getattr(torch, "OutOfMemoryError", MemoryError),
@@ -57,12 +68,21 @@ class Tile:
     weight: np.ndarray
 
 
-def _starts(size: int, tile: int, overlap: int) -> list[int]:
+def _starts(size: int, tile: int, overlap: int, multiple: int = 1) -> tuple[list[int], int]:
+    """Start offsets and side of the tiles along one axis of ``size`` pixels.
+
+    As few tiles as cover the axis with at least ``overlap`` pixels between neighbours, each as
+    small as that allows (rounded up to ``multiple``, at most ``tile``), evenly spaced: a 2080-pixel
+    axis with ``tile=1536`` becomes two 1072-pixel tiles rather than two 1536-pixel ones.
+    """
     if size <= tile:
-        return [0]
-    step = tile - overlap
-    starts = list(range(0, size - tile, step)) + [size - tile]
-    return sorted(set(starts))
+        return [0], size
+    n = -(-(size - overlap) // (tile - overlap))  # ceil
+    side = -(-(size + (n - 1) * overlap) // n)
+    side = min(tile, size, -(-side // multiple) * multiple)
+    n = max(n, -(-(size - overlap) // (side - overlap)))
+    starts = sorted({round(i * (size - side) / (n - 1)) for i in range(n)})
+    return starts, side
 
 
 def _ramp(n: int, start: int, stop: int, size: int, overlap: int) -> np.ndarray:
@@ -78,15 +98,21 @@ def _ramp(n: int, start: int, stop: int, size: int, overlap: int) -> np.ndarray:
     return w
 
 
-def plan_tiles(shape: tuple[int, int], tile: int, overlap: int) -> list[Tile]:
-    """Overlapping tiles covering a frame of ``shape (Y, X)``; one tile when it fits."""
+def plan_tiles(shape: tuple[int, int], tile: int, overlap: int, multiple: int = 1) -> list[Tile]:
+    """Overlapping tiles of equal size covering a frame of ``shape (Y, X)``; one tile when it fits.
+
+    Tiles are at most ``tile`` pixels on a side and, where the frame is cut, a multiple of
+    ``multiple`` (the network's stride, so that no tile is padded inside the frame).
+    """
     ny, nx = shape
     tiles = []
-    for y0 in _starts(ny, tile, overlap):
-        y1 = min(y0 + tile, ny)
+    ys, sy = _starts(ny, tile, overlap, multiple)
+    xs, sx = _starts(nx, tile, overlap, multiple)
+    for y0 in ys:
+        y1 = y0 + sy
         wy = _ramp(ny, y0, y1, ny, overlap)
-        for x0 in _starts(nx, tile, overlap):
-            x1 = min(x0 + tile, nx)
+        for x0 in xs:
+            x1 = x0 + sx
             wx = _ramp(nx, x0, x1, nx, overlap)
             tiles.append(Tile(y0, y1, x0, x1, np.outer(wy, wx)))
     return tiles
@@ -123,20 +149,39 @@ class Predictor:
     overlap : tile overlap in pixels.
     warmup : lead-in frames for temporal models.
     margin : pixels of OUTSIDE added around each frame.
-    amp : bfloat16 autocast on CUDA.
+    amp : mixed precision: True / ``"auto"`` is bfloat16 on CUDA (float16 on GPUs without
+        bfloat16) and float32 elsewhere; ``"bf16"``, ``"fp16"``, False / ``"off"`` force it
+        (see :func:`~napari_cellseq.core.device.autocast_dtype`).
     min_tile : smallest tile side the out-of-memory fallback goes down to (at least
         ``2 * overlap``); ``self.tile`` holds the tile size in use after a fallback.
+    channels_last : run the network in channels-last (NHWC) memory format; None (default) means
+        on for CPU and CUDA, off on MPS: on a 2-core CPU it made one 700x1100 frame 1.7-2.4x
+        faster for the U-Net and 1.2-1.5x for the U-LSTM (measured, see README, Benchmarks).
+    tile_batch : tiles of a frame sent through a frame model together (default 1; larger
+        batches help GPUs on frames cut into many tiles; the out-of-memory fallback halves it
+        before it halves the tile).
+    compile : wrap the network in ``torch.compile`` (off by default: the first frames then pay
+        for compilation, which only long movies on a GPU win back).
     """
 
     def __init__(self, model: torch.nn.Module, device: torch.device, tile: int = 1536,
-                 overlap: int = 64, warmup: int = 3, margin: int = 16, amp: bool = True,
-                 min_tile: int = 128):
+                 overlap: int = 64, warmup: int = 3, margin: int = 16, amp: bool | str = True,
+                 min_tile: int = 128, channels_last: bool | None = None, tile_batch: int = 1,
+                 compile: bool = False):
         self.model, self.device = model, device
         self.tile, self.overlap, self.warmup, self.margin = tile, overlap, warmup, margin
         self.min_tile = max(int(min_tile), 2 * overlap)
         self.temporal = bool(getattr(model, "temporal", False))
         self.stride = int(getattr(model, "stride", 1))
-        self.autocast = amp and device.type == "cuda"
+        self.amp_dtype = autocast_dtype(device, amp)
+        self.autocast = self.amp_dtype is not None
+        if channels_last is None:
+            channels_last = device.type in ("cpu", "cuda")
+        self.channels_last = bool(channels_last)
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.tile_batch = max(1, int(tile_batch))
+        self.forward = torch.compile(model) if compile else model
 
     def predict(self, movie: np.ndarray, frames: list[int] | None = None,
                 stop: Callable[[], bool] | None = None) -> Iterator[tuple[int, np.ndarray]]:
@@ -195,7 +240,7 @@ class Predictor:
         m = self.margin
         key = (frame_shape[-2] + 2 * m, frame_shape[-1] + 2 * m, self.tile, self.overlap)
         if getattr(self, "_plan", (None,))[0] != key:
-            self._plan = (key, plan_tiles(key[:2], self.tile, self.overlap))
+            self._plan = (key, plan_tiles(key[:2], self.tile, self.overlap, self.stride))
         return self._plan[1]
 
     def _shrink_or_raise(self, err: BaseException, frame_shape: tuple[int, ...]) -> None:
@@ -204,6 +249,11 @@ class Predictor:
             raise err
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+        if self.tile_batch > 1 and not self.temporal:
+            self.tile_batch //= 2
+            logger.warning("out of memory on %s; retrying the frame with %d tiles at a time",
+                           self.device, self.tile_batch)
+            return
         side = max(frame_shape[-2:]) + 2 * self.margin
         smaller = min(self.tile, side) // 2
         if smaller < self.min_tile:
@@ -221,21 +271,32 @@ class Predictor:
         m = self.margin
         return probs[:, m:probs.shape[1] - m, m:probs.shape[2] - m], states
 
+    def _run(self, x: torch.Tensor, state=None):
+        """The network on one input batch, in the configured precision and memory format."""
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.autocast):
+            if state is None and not self.temporal:
+                return self.forward(x), None
+            logits, state = self.forward(x[:, None], state)
+            return logits[:, 0], state
+
+    def _probabilities(self, logits: torch.Tensor, h: int, w: int) -> np.ndarray:
+        return torch.softmax(logits.float(), dim=1)[:, :, :h, :w].cpu().numpy()
+
     def _padded_frame(self, frame: np.ndarray, tiles: list[Tile], states):
+        if states is None and self.tile_batch > 1 and len(tiles) > 1:
+            return self._batched_tiles(frame, tiles), None
         acc = None
         norm = np.zeros(frame.shape, dtype=np.float32)
         new_states = [] if states is not None else None
         for i, tile in enumerate(tiles):
             patch = torch.from_numpy(np.ascontiguousarray(frame[tile.y0:tile.y1, tile.x0:tile.x1]))
             x, h, w = _pad(patch[None, None].to(self.device), self.stride)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
-                if states is None:
-                    logits = self.model(x)
-                else:
-                    logits, state = self.model(x[:, None], states[i])
-                    logits = logits[:, 0]
-                    new_states.append(state)
-            probs = torch.softmax(logits.float(), dim=1)[0, :, :h, :w].cpu().numpy()
+            logits, state = self._run(x, None if states is None else states[i])
+            if states is not None:
+                new_states.append(state)
+            probs = self._probabilities(logits, h, w)[0]
             if len(tiles) == 1:
                 return probs, new_states
             if acc is None:
@@ -243,3 +304,20 @@ class Predictor:
             acc[:, tile.y0:tile.y1, tile.x0:tile.x1] += probs * tile.weight
             norm[tile.y0:tile.y1, tile.x0:tile.x1] += tile.weight
         return acc / norm, new_states
+
+    def _batched_tiles(self, frame: np.ndarray, tiles: list[Tile]) -> np.ndarray:
+        """Frame models: ``tile_batch`` equal-sized tiles per forward pass, blended as one by one."""
+        acc = None
+        norm = np.zeros(frame.shape, dtype=np.float32)
+        for i in range(0, len(tiles), self.tile_batch):
+            group = tiles[i:i + self.tile_batch]
+            patches = np.stack([frame[t.y0:t.y1, t.x0:t.x1] for t in group])  # plan_tiles: equal sizes
+            x, h, w = _pad(torch.from_numpy(patches)[:, None].to(self.device), self.stride)
+            logits, _ = self._run(x)
+            probs = self._probabilities(logits, h, w)
+            if acc is None:
+                acc = np.zeros((probs.shape[1],) + frame.shape, dtype=np.float32)
+            for tile, p in zip(group, probs):
+                acc[:, tile.y0:tile.y1, tile.x0:tile.x1] += p * tile.weight
+                norm[tile.y0:tile.y1, tile.x0:tile.x1] += tile.weight
+        return acc / norm

@@ -24,7 +24,7 @@ from .data.normalize import normalize, percentile_range
 from .device import resolve_device
 from .errors import CellseqError, InputError, ModelFileError
 from .events import Done, Event, FrameDone, Started
-from .inference import Predictor
+from .inference import Predictor, default_tile
 from .io import check_image, check_image_layout, check_labels
 from .postprocess import OUTPUTS, class_map_from_probabilities, labels_from_probabilities
 
@@ -181,7 +181,7 @@ def segment_events(
     device: str = "auto",
     frames: list[int] | None = None,
     stop: Callable[[], bool] | None = None,
-    tile: int = 1536,
+    tile: int | None = None,
     min_size: int | None = None,
     output: str | None = None,
 ) -> Iterator[Event]:
@@ -200,6 +200,7 @@ def segment_events(
     zarr); it is read one frame at a time. Bad input raises
     :class:`~napari_cellseq.core.errors.InputError` before the first event; a device out of
     memory makes the tiles smaller (see :class:`~napari_cellseq.core.inference.Predictor`).
+    ``tile`` is the largest tile side; None means ``default_tile(device)``.
     """
     ckpt = load_model(model)
     target = ckpt.data_config.target
@@ -213,9 +214,10 @@ def segment_events(
     bad = [t for t in frames if not 0 <= t < n]
     if bad:
         raise InputError(f"frames {bad} do not exist: the movie has frames 0..{n - 1}")
-    if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < 32:
+    if tile is not None and (isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < 32):
         raise InputError(f"tile size must be a whole number of pixels >= 32, got {tile!r}")
     dev = resolve_device(device)
+    tile = default_tile(dev) if tile is None else tile
     movie.fit_range(ckpt.data_config.percentiles)
     net = ckpt.build(dev)
     predictor = Predictor(net, dev, tile=int(tile), overlap=min(64, int(tile) // 4))

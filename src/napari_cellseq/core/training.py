@@ -44,7 +44,7 @@ import torch
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import DataConfig, ModelConfig, PostprocessConfig, TrainConfig
 from .data.dataset import Batch, TrainingSet
-from .device import resolve_device
+from .device import autocast_dtype, resolve_device
 from .errors import CellseqError, InputError
 from .events import CheckpointSaved, Done, Event, Started, Step, Validation
 from .calibration import (
@@ -116,9 +116,14 @@ def _set_lr(optimizer: torch.optim.Optimizer, config: TrainConfig, fraction: flo
 class _Stepper:
     """Forward, loss, backward and optimiser step on one batch or chunk."""
 
-    def __init__(self, model, optimizer, device: torch.device, amp: bool, loss_fn=None):
+    def __init__(self, model, optimizer, device: torch.device, amp: bool, loss_fn=None,
+                 channels_last: bool = False, compile: bool = False):
         self.model, self.optimizer, self.device = model, optimizer, device
-        self.autocast = amp and device.type == "cuda"
+        self.amp_dtype = autocast_dtype(device, amp)
+        self.autocast = self.amp_dtype is not None
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
+        self.channels_last = channels_last
+        self.forward = torch.compile(model) if compile else model
         # (logits (N, K, H, W), classes, weights, valid (N, H, W)) -> scalar; None: this module's
         # weighted_cross_entropy, looked up at every step
         self.loss_fn = loss_fn
@@ -126,10 +131,15 @@ class _Stepper:
     def _loss(self, *args: torch.Tensor) -> torch.Tensor:
         return (self.loss_fn or weighted_cross_entropy)(*args)
 
+    def _amp(self):
+        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.autocast)
+
     def frame_step(self, batch: Batch) -> float:
         x, c, w, v = (t.to(self.device, non_blocking=True) for t in (batch.x, batch.classes, batch.weights, batch.valid))
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
-            logits = self.model(x)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self._amp():
+            logits = self.forward(x)
         loss = self._loss(logits, c, w, v)
         return self._update(loss)
 
@@ -143,12 +153,12 @@ class _Stepper:
         for start in range(0, length, unroll):
             sl = slice(start, start + unroll)
             chunk_valid = v[:, sl]
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
+            with self._amp():
                 if chunk_valid.sum() == 0:
                     with torch.no_grad():  # no annotation here: only advance the recurrence
-                        _, state = self.model(x[:, sl], state)
+                        _, state = self.forward(x[:, sl], state)
                     continue
-                logits, state = self.model(x[:, sl], state)
+                logits, state = self.forward(x[:, sl], state)
             b, t, k, hh, ww = logits.shape
             loss = self._loss(
                 logits.reshape(b * t, k, hh, ww),
@@ -167,8 +177,9 @@ class _Stepper:
                 "the last good weights are kept in the model file"
             )
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         return value
 
 
@@ -256,9 +267,13 @@ def train(
     model = build_model(model_config)
     if init is not None:
         model.load_state_dict(base.state_dict)
-    model.to(device).train()
+    channels_last = train_config.channels_last
+    if channels_last is None:
+        channels_last = device.type in ("cpu", "cuda")
+    model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format).train()
     optimizer = _make_optimizer(model, train_config)
-    stepper = _Stepper(model, optimizer, device, train_config.amp, loss_fn)
+    stepper = _Stepper(model, optimizer, device, train_config.amp, loss_fn, channels_last,
+                       train_config.compile)
     out_path = Path(out_path)
     temporal = bool(getattr(model, "temporal", False))
     batch_size = train_config.batch_size or (SEQUENCE_BATCH if temporal else CROP_BATCH)

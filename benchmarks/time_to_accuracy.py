@@ -1,0 +1,210 @@
+"""SEG on held-out HeLa frames against training seconds: U-Net, U-LSTM (and Cellpose, optional).
+
+Each model is trained once for the largest mark (``--marks``, default 30,60,120,240,600 s) on the
+ground truth of the training frames (``hela_accuracy.train_on_painted_frames``). Training writes
+its model file every ``--checkpoint-every`` seconds (default 1 s, included in the training
+time); the first file written at or after each mark is copied aside, with the training seconds
+and steps it holds. After training, every copy segments the test frames and is scored with
+:func:`napari_cellseq.core.metrics.evaluate`; evaluation time is not counted.
+
+A snapshot at 30 s of a 600 s run is not a 30 s run: the learning rate decays (cosine) over the
+whole budget, so early snapshots still train at a high rate. ``--separate-runs`` trains a fresh
+model per mark instead (the sum of the marks per model: 1050 s with the default marks), which
+is what a user with that budget gets.
+
+With ``--cellpose`` the Cellpose peer (``cellpose_peer.py`` in its own environment) is trained
+for the largest mark with ``--snapshots`` (or once per mark with ``--separate-runs``) and scored
+the same way. Writes a JSON file and, when matplotlib is installed, a PNG plot beside it.
+
+    python benchmarks/time_to_accuracy.py --marks 30,60,120,240,600 --cellpose \\
+        --cellpose-python .bench/cellpose-venv/bin/python --json out/time_to_accuracy.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import tifffile
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from hela_accuracy import add_task_arguments, held_out_frames, train_on_painted_frames  # noqa: E402
+from hela_data import hela_paths  # noqa: E402
+
+from napari_cellseq.core.events import CheckpointSaved, Step  # noqa: E402
+from napari_cellseq.core.metrics import evaluate  # noqa: E402
+from napari_cellseq.core.pipeline import segment  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_CELLPOSE_PYTHON = HERE.parent / ".bench" / "cellpose-venv" / "bin" / "python"
+
+
+def score(gt: np.ndarray, pred: np.ndarray, frames: list[int]) -> dict:
+    s = evaluate(gt, pred, frames=frames)
+    return {"seg": round(s["seg"], 4), "ap50": round(s["ap50"], 4), "dice": round(s["dice"], 4)}
+
+
+class Snapshots:
+    """Copies the model file when training has passed each mark (on the next checkpoint)."""
+
+    def __init__(self, marks: list[float], model_file: Path, workdir: Path, name: str):
+        self.marks, self.model_file, self.workdir, self.name = sorted(marks), model_file, workdir, name
+        self.step = (0, 0.0)
+        self.taken: list[dict] = []
+
+    def __call__(self, event) -> None:
+        if isinstance(event, Step):
+            self.step = (event.iteration, event.elapsed)
+        elif isinstance(event, CheckpointSaved):
+            steps, elapsed = self.step
+            while self.marks and elapsed >= self.marks[0]:
+                mark = self.marks.pop(0)
+                path = self.workdir / f"tta_{self.name}_{mark:g}s.pt"
+                shutil.copyfile(event.path, path)
+                self.taken.append({"mark": mark, "seconds": round(elapsed, 2), "steps": steps, "path": str(path)})
+
+
+def run_ours(name: str, image, gt, args, marks: list[float], workdir: Path) -> list[dict]:
+    frames = held_out_frames(args)
+    points = []
+    if args.separate_runs:
+        for mark in marks:
+            run_args = argparse.Namespace(**{**vars(args), "max_time": mark})
+            model_file = workdir / f"tta_{name}_{mark:g}s.pt"
+            print(f"{name}: training {mark:g} s ...", file=sys.stderr, flush=True)
+            steps, seconds = train_on_painted_frames(name, image, gt, run_args, model_file)
+            points.append({"mark": mark, "seconds": round(seconds, 2), "steps": steps, "path": str(model_file)})
+    else:
+        model_file = workdir / f"tta_{name}.pt"
+        snaps = Snapshots(marks, model_file, workdir, name)
+        run_args = argparse.Namespace(**{**vars(args), "max_time": max(marks)})
+        print(f"{name}: training {max(marks):g} s, snapshots at {marks} ...", file=sys.stderr, flush=True)
+        steps, seconds = train_on_painted_frames(name, image, gt, run_args, model_file, on_event=snaps,
+                                                 checkpoint_every=args.checkpoint_every)
+        points = snaps.taken
+        if snaps.marks:  # marks at the very end: the final file (written after the last step)
+            for mark in snaps.marks:
+                path = workdir / f"tta_{name}_{mark:g}s.pt"
+                shutil.copyfile(model_file, path)
+                points.append({"mark": mark, "seconds": round(seconds, 2), "steps": steps, "path": str(path)})
+    for point in points:
+        pred = segment(image, point["path"], device=args.device, frames=frames)
+        point.update(score(gt, pred, frames))
+        print(f"  {name} {point['seconds']:.0f} s ({point['steps']} steps): SEG {point['seg']:.3f}", file=sys.stderr)
+    return points
+
+
+def run_cellpose(img_path: Path, gt_path: Path, gt, args, marks: list[float], workdir: Path) -> list[dict]:
+    frames = held_out_frames(args)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    base = [str(args.cellpose_python), str(HERE / "cellpose_peer.py"), "--image", str(img_path),
+            "--labels", str(gt_path), "--train-frames", *map(str, args.train_frames),
+            "--test-frames", *map(str, args.test_frames), "--device", args.device if args.device != "auto" else "auto",
+            "--threads", str(args.threads), "--seed", str(args.seed)]
+    points = []
+    if args.separate_runs:
+        for mark in marks:
+            out_dir = workdir / f"tta_cellpose_{mark:g}s"
+            subprocess.run(base + ["--max-time", str(mark), "--out-dir", str(out_dir)], check=True, env=env,
+                           stdout=subprocess.DEVNULL)
+            report = json.loads((out_dir / "cellpose_peer.json").read_text())
+            pred = tifffile.imread(report["predictions"])
+            points.append({"mark": mark, "seconds": report["train_seconds"], "steps": report["steps"],
+                           **score(gt, pred, frames)})
+    else:
+        out_dir = workdir / "tta_cellpose"
+        subprocess.run(base + ["--max-time", str(max(marks)), "--out-dir", str(out_dir),
+                               "--snapshots", ",".join(f"{m:g}" for m in marks if m < max(marks)),
+                               "--eval-snapshots"], check=True, env=env, stdout=subprocess.DEVNULL)
+        report = json.loads((out_dir / "cellpose_peer.json").read_text())
+        for snap in report.get("snapshots", []):
+            pred = tifffile.imread(snap["predictions"])
+            points.append({"mark": snap["mark"], "seconds": snap["seconds"], "steps": snap["steps"],
+                           **score(gt, pred, frames)})
+        pred = tifffile.imread(report["predictions"])
+        points.append({"mark": max(marks), "seconds": report["train_seconds"], "steps": report["steps"],
+                       **score(gt, pred, frames)})
+    for point in points:
+        print(f"  cellpose {point['seconds']:.0f} s ({point['steps']} steps): SEG {point['seg']:.3f}", file=sys.stderr)
+    return points
+
+
+def plot(curves: dict[str, list[dict]], path: Path, title: str, marks: list[float]) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install -e '.[bench]')", file=sys.stderr)
+        return False
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for name, points in curves.items():
+        pts = sorted(points, key=lambda p: p["seconds"])
+        ax.plot([p["seconds"] for p in pts], [p["seg"] for p in pts], marker="o", label=name)
+    ax.set_xscale("log")
+    ax.set_xticks(marks, [f"{m:g}" for m in marks])
+    ax.minorticks_off()
+    ax.set_xlabel("training seconds")
+    ax.set_ylabel("SEG on held-out frames")
+    ax.set_ylim(0, 1)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.set_title(title, fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default="unet,ulstm")
+    p.add_argument("--marks", default="30,60,120,240,600", help="training seconds at which to score")
+    p.add_argument("--checkpoint-every", type=float, default=1.0, help="seconds between model-file writes")
+    p.add_argument("--separate-runs", action="store_true", help="a fresh training run per mark")
+    p.add_argument("--cellpose", action="store_true", help="also the Cellpose peer")
+    p.add_argument("--cellpose-python", type=Path,
+                   default=Path(os.environ.get("CELLPOSE_PYTHON", DEFAULT_CELLPOSE_PYTHON)))
+    add_task_arguments(p)
+    p.add_argument("--workdir", default="out/tta")
+    p.add_argument("--json", default="out/time_to_accuracy.json", help="results; the plot goes beside it (.png)")
+    args = p.parse_args()
+    args.max_time = None  # set per run
+    torch.set_num_threads(args.threads)
+    marks = sorted(float(m) for m in args.marks.split(","))
+    img_path, gt_path = hela_paths()
+    image, gt = tifffile.imread(img_path), tifffile.imread(gt_path)
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    curves = {name: run_ours(name, image, gt, args, marks, workdir) for name in args.models.split(",") if name}
+    if args.cellpose:
+        curves["cellpose"] = run_cellpose(img_path, gt_path, gt, args, marks, workdir)
+
+    print("| model | " + " | ".join(f"{m:g} s" for m in marks) + " |")
+    print("|---|" + "---|" * len(marks))
+    for name, points in curves.items():
+        by_mark = {pt["mark"]: pt for pt in points}
+        cells = [f"{by_mark[m]['seg']:.3f}" if m in by_mark else "" for m in marks]
+        print(f"| {name} SEG | " + " | ".join(cells) + " |")
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                               "torch": torch.__version__, "curves": curves}, indent=2))
+    frames = f"{args.train_frames[0]}-{args.train_frames[1]}"
+    tests = f"{args.test_frames[0]}-{args.test_frames[1]}"
+    if plot(curves, out.with_suffix(".png"), f"HeLa: trained on frames {frames}, SEG on frames {tests}"
+            + (" (separate runs)" if args.separate_runs else " (snapshots of one run)"), marks):
+        print(f"plot: {out.with_suffix('.png')}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
