@@ -150,3 +150,13 @@ def test_sequence_steps_run_the_recurrence_up_to_the_last_annotated_frame(annota
     valid[1, list(annotated)] = 1.0
     losses = list(stepper.sequence_steps(Batch(x, classes, torch.ones(2, 20, 8, 8), valid), unroll=5))
     assert model.fed == fed and len(losses) == steps
+
+
+def test_crop_too_small_for_the_network_is_a_clear_error(small_movie, tmp_path):
+    from napari_cellseq.core.models import default_model_config
+
+    image, labels = small_movie
+    with pytest.raises(InputError, match=r"crop size 32 with batch size 1 is too small for 'fcn_googlenet'"):
+        list(train(image, labels, tmp_path / "m.pt", model_config=default_model_config("fcn_googlenet"),
+                   data_config=DataConfig(crop_size=32, augment_elastic=False),
+                   train_config=TrainConfig(iterations=1, max_time=None, batch_size=1)))

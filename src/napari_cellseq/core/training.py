@@ -348,6 +348,15 @@ def train(
             f"out of memory on {device} while training: use a smaller crop size or batch size "
             "(the last checkpoint, if any, is kept)"
         ) from err
+    except ValueError as err:
+        if "more than 1 value per channel" not in str(err):
+            raise
+        # batch norm cannot normalise one value per channel: the crop shrank to 1x1 inside the net
+        raise InputError(
+            f"crop size {data_config.crop_size} with batch size {batch_size} is too small for "
+            f"{model_config.name!r}: its deepest layer sees a single pixel; use --crop "
+            f"{max(2 * data_config.crop_size, 64)} or larger, or a batch size of 2 or more"
+        ) from err
     finally:
         step_iter.close()
     elapsed = time.perf_counter() - t0
