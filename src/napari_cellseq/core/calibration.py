@@ -20,7 +20,8 @@ import torch
 from .data.dataset import annotated_frames
 from .errors import InputError
 from .inference import Predictor
-from .metrics import pixel_roc
+from .metrics import evaluate, pixel_roc
+from .postprocess import labels_from_probabilities
 
 logger = logging.getLogger(__name__)
 
@@ -156,9 +157,6 @@ def calibrate_threshold(
     (0.35) raised SEG on the held-out frames 10-19 from 0.877 to 0.904 and AP50 from 0.892 to
     0.908.
     """
-    from .metrics import evaluate
-    from .postprocess import labels_from_probabilities
-
     model.eval()
     predictor = Predictor(model, device)
     frames = sorted(int(t) for t in frames)

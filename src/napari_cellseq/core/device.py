@@ -6,7 +6,7 @@ import torch
 
 from .errors import CellseqError
 
-__all__ = ["available_devices", "resolve_device", "autocast_dtype"]
+__all__ = ["available_devices", "resolve_device", "autocast_dtype", "autocast", "use_channels_last"]
 
 
 def available_devices() -> list[str]:
@@ -56,3 +56,14 @@ def autocast_dtype(device: torch.device, amp: bool | str = True) -> torch.dtype 
     if device.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """Autocast context for ``device`` in ``dtype`` (from :func:`autocast_dtype`); None: float32."""
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+def use_channels_last(device: torch.device, asked: bool | None = None) -> bool:
+    """Whether networks run channels-last (NHWC) on ``device``: ``asked``, or by default on CPU
+    and CUDA (faster there, measured: README, Benchmarks) and not on MPS."""
+    return device.type in ("cpu", "cuda") if asked is None else bool(asked)

@@ -26,7 +26,7 @@ import torch
 from torch.nn import functional as F
 
 from .data.normalize import OUTSIDE
-from .device import autocast_dtype
+from .device import autocast, autocast_dtype, use_channels_last
 from .errors import CellseqError
 
 logger = logging.getLogger(__name__)
@@ -174,10 +174,7 @@ class Predictor:
         self.temporal = bool(getattr(model, "temporal", False))
         self.stride = int(getattr(model, "stride", 1))
         self.amp_dtype = autocast_dtype(device, amp)
-        self.autocast = self.amp_dtype is not None
-        if channels_last is None:
-            channels_last = device.type in ("cpu", "cuda")
-        self.channels_last = bool(channels_last)
+        self.channels_last = use_channels_last(device, channels_last)
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
         self.tile_batch = max(1, int(tile_batch))
@@ -275,7 +272,7 @@ class Predictor:
         """The network on one input batch, in the configured precision and memory format."""
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.autocast):
+        with autocast(self.device, self.amp_dtype):
             if state is None and not self.temporal:
                 return self.forward(x), None
             logits, state = self.forward(x[:, None], state)

@@ -44,7 +44,7 @@ import torch
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import DataConfig, ModelConfig, PostprocessConfig, TrainConfig
 from .data.dataset import Batch, TrainingSet
-from .device import autocast_dtype, resolve_device
+from .device import autocast, autocast_dtype, resolve_device, use_channels_last
 from .errors import CellseqError, InputError
 from .events import CheckpointSaved, Done, Event, Started, Step, Validation
 from .calibration import (
@@ -120,7 +120,6 @@ class _Stepper:
                  channels_last: bool = False, compile: bool = False):
         self.model, self.optimizer, self.device = model, optimizer, device
         self.amp_dtype = autocast_dtype(device, amp)
-        self.autocast = self.amp_dtype is not None
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         self.channels_last = channels_last
         self.forward = torch.compile(model) if compile else model
@@ -132,7 +131,7 @@ class _Stepper:
         return (self.loss_fn or weighted_cross_entropy)(*args)
 
     def _amp(self):
-        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.autocast)
+        return autocast(self.device, self.amp_dtype)
 
     def frame_step(self, batch: Batch) -> float:
         x, c, w, v = (t.to(self.device, non_blocking=True) for t in (batch.x, batch.classes, batch.weights, batch.valid))
@@ -267,9 +266,7 @@ def train(
     model = build_model(model_config)
     if init is not None:
         model.load_state_dict(base.state_dict)
-    channels_last = train_config.channels_last
-    if channels_last is None:
-        channels_last = device.type in ("cpu", "cuda")
+    channels_last = use_channels_last(device, train_config.channels_last)
     model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format).train()
     optimizer = _make_optimizer(model, train_config)
     stepper = _Stepper(model, optimizer, device, train_config.amp, loss_fn, channels_last,

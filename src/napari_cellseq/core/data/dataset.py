@@ -182,11 +182,8 @@ class TrainingSet:
                 labels[labels == background_label] = 1  # the explicit background is class 0
             valid[labels == 0] = 0.0  # unpainted pixels carry no loss in every frame
             classes = class_targets(labels, "classes")
-            if self.weighting == "separation":  # no instances: eq. 8's separation term is 0
-                w = weight_map(classes, labels, self._class_weights(), 0.0, 1.0, "class")
-            else:
-                w = weight_map(classes, labels, self._class_weights(), 0.0, 1.0,
-                               self.weighting, self.edge_weight)
+            # no instances to separate: w0 = 0 turns eq. 8's separation term off
+            w = weight_map(classes, labels, self._class_weights(), 0.0, 1.0, self.weighting, self.edge_weight)
         else:
             if partial:
                 valid[labels == 0] = 0.0
@@ -202,14 +199,19 @@ class TrainingSet:
         near = np.stack([classes.astype(np.float32), valid])
         self._nearest[t] = torch.from_numpy(near)[None]
 
+    def _painted_classes(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """Target class ``(Y*X,) int64`` and whether it carries loss ``(Y*X,) bool`` of frame ``t``."""
+        classes = self._nearest[t][0, 0].numpy().astype(np.int64).ravel()
+        valid = self._nearest[t][0, 1].numpy().ravel() > 0
+        return classes, valid
+
     def _build_pools(self) -> None:
         """Per target class, the painted (valid) pixels of that class as codes ``t * Y * X + yx``."""
         hw = int(np.prod(self.frame_shape))
         rng = np.random.default_rng(0)
         codes: list[list[np.ndarray]] = [[] for _ in range(self.num_classes)]
         for t in self.frames:
-            classes = self._nearest[t][0, 0].numpy().astype(np.int64).ravel()
-            valid = self._nearest[t][0, 1].numpy().ravel() > 0
+            classes, valid = self._painted_classes(t)
             for k in range(self.num_classes):
                 idx = np.flatnonzero(valid & (classes == k))
                 if idx.size:
@@ -227,8 +229,7 @@ class TrainingSet:
         """Fraction of the painted pixels of the frames learnt from in each class, ``(K,)``."""
         counts = np.zeros(self.num_classes, dtype=np.float64)
         for t in self.frames:
-            classes = self._nearest[t][0, 0].numpy().astype(np.int64).ravel()
-            valid = self._nearest[t][0, 1].numpy().ravel() > 0
+            classes, valid = self._painted_classes(t)
             counts += np.bincount(classes[valid], minlength=self.num_classes)[: self.num_classes]
         return counts / max(counts.sum(), 1.0)
 
