@@ -139,17 +139,44 @@ class _CountingTemporalModel(torch.nn.Module):
     ([2, 12], [5, 5, 5], 2),  # chunks 0 and 2 train; chunk 1 only advances; chunk 3 skipped
 ])
 def test_sequence_steps_run_the_recurrence_up_to_the_last_annotated_frame(annotated, fed, steps):
+    model = _CountingTemporalModel()
+    _check_sequence_steps(model, annotated, steps)
+    assert model.fed == fed
+
+
+class _AdvancingTemporalModel(_CountingTemporalModel):
+    """Also has the U-LSTM's output-free ``advance``, which training uses for unannotated chunks."""
+
+    def __init__(self):
+        super().__init__()
+        self.advanced: list[int] = []
+
+    def advance(self, x, state=None):
+        self.advanced.append(x.shape[1])
+        return state
+
+
+@pytest.mark.parametrize("annotated, fed, advanced", [
+    (range(15, 20), [5], [5, 5, 5]),
+    ([2, 12], [5, 5], [5]),
+])
+def test_unannotated_chunks_use_the_models_advance(annotated, fed, advanced):
+    model = _AdvancingTemporalModel()
+    _check_sequence_steps(model, annotated, len(fed))
+    assert model.fed == fed and model.advanced == advanced
+
+
+def _check_sequence_steps(model, annotated, steps):
     from napari_cellseq.core.data.dataset import Batch
     from napari_cellseq.core.training import _Stepper
 
-    model = _CountingTemporalModel()
     stepper = _Stepper(model, torch.optim.SGD(model.parameters(), lr=0.1), torch.device("cpu"), amp=False)
     x = torch.randn(2, 20, 1, 8, 8)
     classes = torch.zeros(2, 20, 8, 8, dtype=torch.int64)
     valid = torch.zeros(2, 20, 8, 8)
     valid[1, list(annotated)] = 1.0
     losses = list(stepper.sequence_steps(Batch(x, classes, torch.ones(2, 20, 8, 8), valid), unroll=5))
-    assert model.fed == fed and len(losses) == steps
+    assert len(losses) == steps
 
 
 def test_crop_too_small_for_the_network_is_a_clear_error(small_movie, tmp_path):

@@ -183,3 +183,19 @@ def test_convlstm_cell_follows_the_equations():
     torch.testing.assert_close(c1, c_ref)
     torch.testing.assert_close(h1, h_ref)
     assert torch.equal(h_seq[:, 0], h1)
+
+
+def test_advance_gives_the_state_of_forward_without_the_outputs():
+    model = small().eval()
+    torch.manual_seed(2)
+    x = torch.randn(2, 3, 1, 16, 24)
+    with torch.no_grad():
+        _, s1 = model(x[:, :1])
+        _, expected = model(x[:, 1:], s1)
+        got = model.advance(x[:, 1:], model.advance(x[:, :1]))
+    assert len(got) == len(expected)
+    for (h1, c1), (h2, c2) in zip(expected, got):
+        torch.testing.assert_close(h2, h1, atol=1e-6, rtol=0)
+        torch.testing.assert_close(c2, c1, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="expects"):
+        model.advance(x[0])

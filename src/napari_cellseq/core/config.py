@@ -108,8 +108,8 @@ class TrainConfig:
     iterations : optimiser steps at most (``None``: until ``max_time``).
     max_time : seconds of training at most (``None``: until ``iterations``).
     batch_size : crops (frame models) or sequences of ``4 * unroll`` frames (temporal models)
-        per step; ``None``: 4 crops or 2 sequences (the U-LSTM paper uses 3 sequences; 2 gives
-        more steps in a CPU budget of minutes).
+        per step; ``None``: 4 crops or 1 sequence (the U-LSTM paper uses 3 sequences; 1 gives
+        more steps in a CPU budget of minutes, measured in ``training.SEQUENCE_BATCH``).
     optimizer : ``"rmsprop"`` (the U-LSTM paper) or ``"adam"`` (the CS230 report's best).
     lr : learning rate. Both papers use 1e-4 over ~100k iterations; for budgets of minutes
         Adam at 3e-3 with cosine decay reached lower loss and equal or better SEG on HeLa

@@ -223,15 +223,34 @@ class Predictor:
             if tiles is None:
                 tiles = self._tiles(frame.shape)
                 states = [None] * len(tiles)
+            output = i >= lead and t in wanted
             try:
-                probs, states = self._frame(frame, tiles, states)
+                if output:
+                    probs, states = self._frame(frame, tiles, states)
+                else:  # warm-up: only the recurrent state is needed
+                    states = self._advance(frame, tiles, states)
             except Exception as err:  # noqa: BLE001 - only out-of-memory is handled
                 self._shrink_or_raise(err, frame.shape)
                 logger.warning("restarting the temporal memory at frame %d with %d-pixel tiles", t, self.tile)
                 return [f for f in frames if f >= t] if i >= lead else frames
-            if i >= lead and t in wanted:
+            if output:
                 yield t, probs
         return []
+
+    def _advance(self, frame: np.ndarray, tiles: list[Tile], states: list) -> list:
+        """Temporal models: the tiles' states after one frame ``(Y, X)`` whose output is not needed."""
+        padded = np.pad(frame, self.margin, constant_values=OUTSIDE)
+        advance = getattr(self.model, "advance", None)
+        new_states = []
+        for tile, state in zip(tiles, states):
+            patch = torch.from_numpy(np.ascontiguousarray(padded[tile.y0:tile.y1, tile.x0:tile.x1]))
+            x, _, _ = _pad(patch[None, None].to(self.device), self.stride)
+            if advance is None:
+                new_states.append(self._run(x, state)[1])
+                continue
+            with autocast(self.device, self.amp_dtype):
+                new_states.append(advance(x[:, None], state))
+        return new_states
 
     def _tiles(self, frame_shape: tuple[int, ...]) -> list[Tile]:
         m = self.margin

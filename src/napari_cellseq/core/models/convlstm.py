@@ -97,9 +97,12 @@ class ConvLSTMCell(nn.Module):
             gates = F.conv2d(x, weight, self.conv.bias, padding=self.conv.padding)
         else:
             gates = self.conv(torch.cat([x, state[0]], dim=1))
-        ifo = torch.sigmoid(gates[:, : 3 * hc])
-        i, f, o = ifo[:, :hc], ifo[:, hc : 2 * hc], ifo[:, 2 * hc :]
-        g = torch.tanh(gates[:, 3 * hc :])
+        # Sigmoid and tanh over all gate channels, then slices: in channels-last memory a channel
+        # slice is strided, and unary ops on it were 4-7x slower than on the whole tensor
+        # (2 CPU cores, 32 gate channels at 432x464: 9.9 ms vs 1.5 ms for the sigmoid).
+        sig = torch.sigmoid(gates)
+        i, f, o = sig[:, :hc], sig[:, hc : 2 * hc], sig[:, 2 * hc : 3 * hc]
+        g = torch.tanh(gates)[:, 3 * hc :]
         if state is None:
             c = i * g
         else:
