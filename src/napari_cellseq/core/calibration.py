@@ -19,7 +19,7 @@ import torch
 
 from .data.dataset import annotated_frames
 from .errors import InputError
-from .inference import Predictor
+from .inference import segmentation_predictor
 from .metrics import evaluate, pixel_roc
 from .postprocess import labels_from_probabilities
 
@@ -64,7 +64,7 @@ def foreground_roc(
     The model is put in eval mode (the caller restores train mode if it goes on training).
     """
     model.eval()
-    predictor = Predictor(model, device)
+    predictor = segmentation_predictor(model, device)
     scores, labels = [], []
     for t, probs in predictor.predict(movie, list(frames)):
         keep = valid[t]
@@ -158,7 +158,7 @@ def calibrate_threshold(
     0.908.
     """
     model.eval()
-    predictor = Predictor(model, device)
+    predictor = segmentation_predictor(model, device)
     frames = sorted(int(t) for t in frames)
     truth = np.zeros((len(frames),) + movie.shape[1:], dtype=np.int64)
     preds = {th: np.zeros(truth.shape, dtype=np.uint32) for th in CANDIDATE_THRESHOLDS}

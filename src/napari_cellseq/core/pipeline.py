@@ -24,7 +24,7 @@ from .data.normalize import normalize, percentile_range
 from .device import resolve_device
 from .errors import CellseqError, InputError, ModelFileError
 from .events import Done, Event, FrameDone, Started
-from .inference import Predictor, default_tile
+from .inference import segmentation_predictor
 from .io import check_image, check_image_layout, check_labels
 from .postprocess import OUTPUTS, class_map_from_probabilities, labels_from_probabilities
 
@@ -217,10 +217,9 @@ def segment_events(
     if tile is not None and (isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < 32):
         raise InputError(f"tile size must be a whole number of pixels >= 32, got {tile!r}")
     dev = resolve_device(device)
-    tile = default_tile(dev) if tile is None else tile
     movie.fit_range(ckpt.data_config.percentiles)
     net = ckpt.build(dev)
-    predictor = Predictor(net, dev, tile=int(tile), overlap=min(64, int(tile) // 4))
+    predictor = segmentation_predictor(net, dev, tile)
     min_size = ckpt.postprocess_config.min_size if min_size is None else min_size
     yield Started(total=len(frames), max_time=None, device=str(dev))
     t0 = time.perf_counter()
