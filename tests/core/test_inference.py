@@ -67,3 +67,14 @@ def test_margin_pads_with_background_and_crops_back():
     for margin in (0, 16):
         out = dict(Predictor(model, torch.device("cpu"), margin=margin).predict(movie))
         assert out[0].shape == (3, 30, 45)
+
+
+def test_warm_up_frames_only_advance_the_state(monkeypatch):
+    torch.manual_seed(0)
+    model = build_model(default_model_config("ulstm", base_channels=4)).eval()
+    advanced = []
+    original = model.advance
+    monkeypatch.setattr(model, "advance", lambda x, state=None: advanced.append(x.shape[1]) or original(x, state))
+    movie = np.random.default_rng(3).random((4, 24, 40)).astype(np.float32)
+    out = dict(Predictor(model, torch.device("cpu"), warmup=2, margin=0).predict(movie))
+    assert sorted(out) == [0, 1, 2, 3] and advanced == [1, 1]  # lead-in frames 2, 1: state only

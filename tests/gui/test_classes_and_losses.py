@@ -19,12 +19,16 @@ def _semantic(labels: np.ndarray) -> np.ndarray:
     return sem
 
 
-def test_train_options_reach_the_job(make_napari_viewer, gui_movie):
-    image, labels = gui_movie
-    viewer = make_napari_viewer()
+def _train_widget_on_classes(viewer, image, labels):
+    """The viewer with the image and its painted classes, and a Train widget docked on it."""
     viewer.add_image(image, name="cells")
     viewer.add_labels(_semantic(labels), name="classes")
-    widget = TrainWidget(viewer)
+    return viewer, TrainWidget(viewer)
+
+
+def test_train_options_reach_the_job(make_napari_viewer, gui_movie):
+    image, labels = gui_movie
+    viewer, widget = _train_widget_on_classes(make_napari_viewer(), image, labels)
     widget.model_combo.setCurrentText("gruunet")
     assert widget.loss_combo.itemText(0) == f"{PAPER_LOSS} (normalized_focal)"
     kwargs = widget.job_kwargs()
@@ -42,10 +46,7 @@ def test_train_semantic_model_with_validation_then_segment_classes(
         make_napari_viewer, qtbot, gui_movie, tmp_path, notifications, monkeypatch):
     monkeypatch.setenv("NAPARI_CELLSEQ_WORKER", "thread")
     image, labels = gui_movie
-    viewer = make_napari_viewer()
-    viewer.add_image(image, name="cells")
-    viewer.add_labels(_semantic(labels), name="classes")
-    widget = TrainWidget(viewer)
+    viewer, widget = _train_widget_on_classes(make_napari_viewer(), image, labels)
     widget.model_combo.setCurrentText("unet")
     set_tiny_budget(widget, iterations=2)
     widget.target_combo.setCurrentIndex(1)

@@ -28,6 +28,7 @@ from torch.nn import functional as F
 from .data.normalize import OUTSIDE
 from .device import autocast, autocast_dtype, use_channels_last
 from .errors import CellseqError
+from .models import advance_state
 
 logger = logging.getLogger(__name__)
 
@@ -238,12 +239,9 @@ class Predictor:
             if tiles is None:
                 tiles = self._tiles(frame.shape)
                 states = [None] * len(tiles)
-            output = i >= lead and t in wanted
+            output = i >= lead and t in wanted  # warm-up frames: only the recurrent state
             try:
-                if output:
-                    probs, states = self._frame(frame, tiles, states)
-                else:  # warm-up: only the recurrent state is needed
-                    states = self._advance(frame, tiles, states)
+                probs, states = self._frame(frame, tiles, states, output)
             except Exception as err:  # noqa: BLE001 - only out-of-memory is handled
                 self._shrink_or_raise(err, frame.shape)
                 logger.warning("restarting the temporal memory at frame %d with %d-pixel tiles", t, self.tile)
@@ -251,21 +249,6 @@ class Predictor:
             if output:
                 yield t, probs
         return []
-
-    def _advance(self, frame: np.ndarray, tiles: list[Tile], states: list) -> list:
-        """Temporal models: the tiles' states after one frame ``(Y, X)`` whose output is not needed."""
-        padded = np.pad(frame, self.margin, constant_values=OUTSIDE)
-        advance = getattr(self.model, "advance", None)
-        new_states = []
-        for tile, state in zip(tiles, states):
-            patch = torch.from_numpy(np.ascontiguousarray(padded[tile.y0:tile.y1, tile.x0:tile.x1]))
-            x, _, _ = _pad(patch[None, None].to(self.device), self.stride)
-            if advance is None:
-                new_states.append(self._run(x, state)[1])
-                continue
-            with autocast(self.device, self.amp_dtype):
-                new_states.append(advance(x[:, None], state))
-        return new_states
 
     def _tiles(self, frame_shape: tuple[int, ...]) -> list[Tile]:
         m = self.margin
@@ -296,45 +279,59 @@ class Predictor:
                        self.device, min(self.tile, side), smaller)
         self.tile = smaller
 
-    def _frame(self, frame: np.ndarray, tiles: list[Tile], states):
-        """Blend tile probabilities of one frame ``(Y, X)``; returns ``((K, Y, X), states)``."""
-        probs, states = self._padded_frame(np.pad(frame, self.margin, constant_values=OUTSIDE), tiles, states)
+    def _frame(self, frame: np.ndarray, tiles: list[Tile], states, outputs: bool = True):
+        """Blend tile probabilities of one frame ``(Y, X)``; returns ``((K, Y, X), states)``.
+
+        ``outputs=False`` (temporal warm-up): only the tiles' states, ``(None, states)``.
+        """
+        probs, states = self._padded_frame(np.pad(frame, self.margin, constant_values=OUTSIDE), tiles,
+                                           states, outputs)
+        if probs is None:
+            return None, states
         m = self.margin
         return probs[:, m:probs.shape[1] - m, m:probs.shape[2] - m], states
 
-    def _run(self, x: torch.Tensor, state=None):
-        """The network on one input batch, in the configured precision and memory format."""
+    def _run(self, x: torch.Tensor, state=None, outputs: bool = True):
+        """The network on one input batch, in the configured precision and memory format.
+
+        ``outputs=False`` (temporal models): ``(None, state)`` from the model's output-free
+        advance (:func:`~napari_cellseq.core.models.advance_state`).
+        """
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.amp_dtype):
             if state is None and not self.temporal:
                 return self.forward(x), None
+            if not outputs:
+                return None, advance_state(self.model, x[:, None], state, self.forward)
             logits, state = self.forward(x[:, None], state)
             return logits[:, 0], state
 
     def _probabilities(self, logits: torch.Tensor, h: int, w: int) -> np.ndarray:
         return torch.softmax(logits.float(), dim=1)[:, :, :h, :w].cpu().numpy()
 
-    def _padded_frame(self, frame: np.ndarray, tiles: list[Tile], states):
+    def _padded_frame(self, frame: np.ndarray, tiles: list[Tile], states, outputs: bool = True):
         if states is None and self.tile_batch > 1 and len(tiles) > 1:
             return self._batched_tiles(frame, tiles), None
-        acc = None
-        norm = np.zeros(frame.shape, dtype=np.float32)
+        acc = norm = None
         new_states = [] if states is not None else None
         for i, tile in enumerate(tiles):
             patch = torch.from_numpy(np.ascontiguousarray(frame[tile.y0:tile.y1, tile.x0:tile.x1]))
             x, h, w = _pad(patch[None, None].to(self.device), self.stride)
-            logits, state = self._run(x, None if states is None else states[i])
+            logits, state = self._run(x, None if states is None else states[i], outputs)
             if states is not None:
                 new_states.append(state)
+            if logits is None:  # states only
+                continue
             probs = self._probabilities(logits, h, w)[0]
             if len(tiles) == 1:
                 return probs, new_states
             if acc is None:
                 acc = np.zeros((probs.shape[0],) + frame.shape, dtype=np.float32)
+                norm = np.zeros(frame.shape, dtype=np.float32)
             acc[:, tile.y0:tile.y1, tile.x0:tile.x1] += probs * tile.weight
             norm[tile.y0:tile.y1, tile.x0:tile.x1] += tile.weight
-        return acc / norm, new_states
+        return (None if acc is None else acc / norm), new_states
 
     def _batched_tiles(self, frame: np.ndarray, tiles: list[Tile]) -> np.ndarray:
         """Frame models: ``tile_batch`` equal-sized tiles per forward pass, blended as one by one."""

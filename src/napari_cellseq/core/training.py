@@ -58,7 +58,7 @@ from .calibration import (
     validation_truth,
 )
 from .losses import WEIGHTING, default_loss, loss_function, weighted_cross_entropy
-from .models import build_model
+from .models import advance_state, build_model
 from .models.ulstm import detach_state
 from .pipeline import prepare_training_inputs
 
@@ -160,7 +160,7 @@ class _Stepper:
             with self._amp():
                 if chunk_valid.sum() == 0:
                     with torch.no_grad():  # no annotation here: only advance the recurrence
-                        state = self._advance(x[:, sl], state)
+                        state = advance_state(self.model, x[:, sl], state, self.forward)
                     continue
                 logits, state = self.forward(x[:, sl], state)
             b, t, k, hh, ww = logits.shape
@@ -172,12 +172,6 @@ class _Stepper:
             )
             yield self._update(loss)
             state = detach_state(state)
-
-    def _advance(self, x: torch.Tensor, state):
-        """The recurrent state after frames ``x`` whose outputs carry no loss (the model's
-        cheaper ``advance`` when it has one, e.g. U-LSTM: encoder only)."""
-        advance = getattr(self.model, "advance", None)
-        return advance(x, state) if advance is not None else self.forward(x, state)[1]
 
     def _update(self, loss: torch.Tensor) -> float:
         value = float(loss.detach())

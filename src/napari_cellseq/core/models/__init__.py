@@ -31,6 +31,7 @@ __all__ = [
     "model_info",
     "default_model_config",
     "parameter_count",
+    "advance_state",
 ]
 
 
@@ -98,3 +99,16 @@ def default_model_config(name: str, **overrides: Any) -> ModelConfig:
 def parameter_count(config: ModelConfig) -> int:
     """Number of trainable parameters of the network ``config`` builds."""
     return sum(p.numel() for p in build_model(config).parameters() if p.requires_grad)
+
+
+def advance_state(model: torch.nn.Module, x: torch.Tensor, state: Any, forward: Callable | None = None) -> Any:
+    """The recurrent state of temporal ``model`` after frames ``x (B, T, C, H, W)`` whose outputs
+    nobody reads (training's unannotated context chunks, inference's warm-up frames).
+
+    Uses the model's output-free ``advance(x, state)`` when it has one (U-LSTM: encoder only),
+    else ``forward(x, state)[1]`` (``forward`` defaults to the model; pass a compiled wrapper).
+    """
+    advance = getattr(model, "advance", None)
+    if advance is not None:
+        return advance(x, state)
+    return (forward or model)(x, state)[1]

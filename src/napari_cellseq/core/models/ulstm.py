@@ -41,9 +41,9 @@ the same per-frame statistics in training and at inference. With group norm and 
 training sequences (see ``training.CHUNKS_PER_SEQUENCE``) the gap between long and short
 context shrank to 0.862 vs 0.871. Group norm statistics are per sample, so at inference per
 tile: the output depends a little on the tile size, and calibration after training predicts
-with the tiling segmentation uses (``inference.segmentation_predictor``). Group norm costs about 15 % more CPU time per training step
-and 25 % more per inference frame than batch norm (which folds into the convolution in eval
-mode).
+with the tiling segmentation uses (``inference.segmentation_predictor``). Group norm costs
+about 15 % more CPU time per training step and 25 % more per inference frame than batch norm
+(which folds into the convolution in eval mode).
 
 Departures, on purpose: "same"-padded convolutions (output size = input size); ``H`` and ``W``
 must be multiples of ``stride = 2**(depth-1)`` (inference pads); far smaller widths than the
