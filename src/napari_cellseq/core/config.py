@@ -10,11 +10,23 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 from .errors import CellseqError
 
 __all__ = [
+    "Target",
+    "Sampling",
+    "Optimizer",
+    "Loss",
+    "Output",
+    "Device",
+    "TARGETS",
+    "SAMPLINGS",
+    "OPTIMIZERS",
+    "LOSSES",
+    "OUTPUTS",
+    "DEVICES",
     "ModelConfig",
     "DataConfig",
     "TrainConfig",
@@ -24,6 +36,28 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+# The one vocabulary of choices. The CLI's argparse choices, the GUI's combo boxes and the
+# configs' own validation all read these tuples; add a choice here and nowhere else.
+Target = Literal["3class", "2class", "classes"]
+"""What painted labels mean: instance ids (3-class or 2-class target) or semantic classes."""
+Sampling = Literal["uniform", "balanced"]
+"""Where training crops are centred (see :class:`DataConfig`)."""
+Optimizer = Literal["adam", "rmsprop"]
+"""Optimiser of :class:`TrainConfig`."""
+Loss = Literal["weighted_ce", "normalized_focal", "edge_weighted"]
+"""Training loss (see :mod:`napari_cellseq.core.losses`)."""
+Output = Literal["instances", "classes"]
+"""What segmentation returns: instance labels or the class map."""
+Device = Literal["auto", "cpu", "cuda", "mps"]
+"""Where to compute (see :mod:`napari_cellseq.core.device`)."""
+
+TARGETS: tuple[str, ...] = get_args(Target)
+SAMPLINGS: tuple[str, ...] = get_args(Sampling)
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
+LOSSES: tuple[str, ...] = get_args(Loss)
+OUTPUTS: tuple[str, ...] = get_args(Output)
+DEVICES: tuple[str, ...] = get_args(Device)
 
 
 @dataclass(frozen=True)
