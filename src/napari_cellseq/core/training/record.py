@@ -152,27 +152,28 @@ class TrainingRecord(Mapping):
                 "newer napari-cellseq or edited; upgrade napari-cellseq or save the model again"
             )
         get = data.get
-        choice = None
         validation_frames = check.frames("training.validation_frames", get("validation_frames", []))
+        calibration = None
+        if get("calibration") is not None:
+            cal = check.mapping("training.calibration", get("calibration"))
+            extra = sorted(set(map(str, cal)) - _CALIBRATION_KEYS)
+            if extra:
+                raise ModelFileError(f"{where}: field training.calibration has unknown entries {extra}: "
+                                     "the file was edited; save the model again")
+            calibration = ThresholdChoice(
+                method="calibration",
+                threshold=check.number("training.calibration.threshold", cal.get("threshold"), optional=True),
+                frames=check.frames("training.calibration.frames", cal.get("frames", [])),
+                **{k: check.number(f"training.calibration.{k}", cal.get(k), optional=True)
+                   for k in ("seg", "ap50", "argmax_seg", "argmax_ap50")},
+            )
+        choice = calibration
         if "roc_auc" in data or "threshold" in data:
             choice = ThresholdChoice(
                 method="roc",
                 threshold=check.number("training.threshold", get("threshold"), optional=True),
                 frames=validation_frames,
                 roc_auc=check.number("training.roc_auc", get("roc_auc"), optional=True),
-            )
-        elif get("calibration") is not None:
-            cal = check.mapping("training.calibration", get("calibration"))
-            extra = sorted(set(map(str, cal)) - _CALIBRATION_KEYS)
-            if extra:
-                raise ModelFileError(f"{where}: field training.calibration has unknown entries {extra}: "
-                                     "the file was edited; save the model again")
-            choice = ThresholdChoice(
-                method="calibration",
-                threshold=check.number("training.calibration.threshold", cal.get("threshold"), optional=True),
-                frames=check.frames("training.calibration.frames", cal.get("frames", [])),
-                **{k: check.number(f"training.calibration.{k}", cal.get(k), optional=True)
-                   for k in ("seg", "ap50", "argmax_seg", "argmax_ap50")},
             )
         validation = None
         if get("validation") is not None:
