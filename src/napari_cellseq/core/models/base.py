@@ -73,9 +73,6 @@ class SegmentationModel(nn.Module, metaclass=ABCMeta):
         if height % s or width % s or height <= 0 or width <= 0:
             config = getattr(self, "config", None)
             name = type(self).__name__ if config is None else f"model {config.name!r}"
-            # a stride set in __init__ comes from the depth: say which depth asks for it
-            if config is not None and "stride" in vars(self):
-                name += f" with depth {config.depth}"
             raise InputError(
                 f"{name} needs frame height and width that are multiples of "
                 f"{s}, got {height}x{width}: use height {nearest_multiples(height, s)} and width "
