@@ -42,7 +42,7 @@ from ..device import autocast, autocast_dtype, use_channels_last
 from ..errors import CellseqError, InputError
 from ..events import CheckpointSaved, Done, Event, Started, Step, ThresholdChosen, ValidationScores
 from ..models import advance_state, build_model
-from ..models.ulstm import detach_state
+from ..models.base import detach_state
 from .plan import LossFunction, TrainPlan
 from .record import TrainingRecord, ValidationRecord
 from .threshold import choose_threshold

@@ -178,7 +178,7 @@ def plan_run(
     frames = sorted(set(frames))
     num_classes = target_classes(data_config.target, labels, frames, background_label)
     model_config = _with_classes(model_config, num_classes, base is not None)
-    temporal = model_info(model_config.name).input_kind == "time-lapse"  # unknown networks fail here
+    temporal = model_info(model_config.name).temporal  # unknown networks fail here
     if validation and data_config.target != "classes" and roc_threshold:
         # checked now, not after the training budget
         truth, valid = validation_truth(labels, validation, partial_frames, background_label)
