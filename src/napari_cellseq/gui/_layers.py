@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..core.errors import InputError
+from ..core.io import label_dtype
 
 if TYPE_CHECKING:
     import napari
@@ -175,9 +176,9 @@ def current_frame(viewer: napari.viewer.Viewer, layer: napari.layers.Layer) -> i
     return int(np.clip(t, 0, layer.data.shape[0] - 1))
 
 
-def labels_dtype(max_id: int) -> type:
-    """uint16 when every id fits, else uint32."""
-    return np.uint16 if max_id <= 65535 else np.uint32
+def labels_dtype(max_id: int) -> np.dtype:
+    """uint16 when every id fits, else uint32 (:func:`~napari_cellseq.core.io.label_dtype`)."""
+    return label_dtype(max_id)
 
 
 def put_frame(layer: napari.layers.Labels, frame: int, labels: np.ndarray) -> None:
@@ -186,7 +187,7 @@ def put_frame(layer: napari.layers.Labels, frame: int, labels: np.ndarray) -> No
     data = layer.data
     top = int(labels.max()) if labels.size else 0
     if top > np.iinfo(data.dtype).max:
-        data = data.astype(np.uint32)
+        data = data.astype(label_dtype(top))
         if data.ndim == 2:
             data[...] = labels
         else:

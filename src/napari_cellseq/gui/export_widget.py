@@ -133,8 +133,7 @@ class ExportWidget(QWidget):
                     path = path.with_name(path.name + ".tif")
                 paths = [write_tiff_atomic(path, data, overwrite=overwrite)]
         except OutputExistsError as err:
-            show_error(f"{str(err).split(';')[0]}: tick 'overwrite existing files' to replace, "
-                       "or choose another name")
+            show_error(err.reworded(how="tick 'overwrite existing files'"))
             return []
         except (CellseqError, ValueError, OSError) as err:
             show_error(f"export failed: {err}")
@@ -167,7 +166,7 @@ class ExportWidget(QWidget):
                 raise CellseqError("there is no model to save: train one first")
             out = save_checkpoint(load_checkpoint(self.state.model_path), path, overwrite=overwrite)
         except OutputExistsError as err:
-            show_error(f"{str(err).split(';')[0]}: tick 'overwrite existing files' to replace it")
+            show_error(err.reworded(how="tick 'overwrite existing files'"))
             return None
         except (CellseqError, OSError) as err:
             show_error(f"could not save the model: {err}")

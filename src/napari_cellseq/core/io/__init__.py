@@ -22,7 +22,7 @@ Every name below can be imported from ``napari_cellseq.core.io`` directly.
 """
 
 from .atomic import OVERWRITE_HOW, OutputExistsError, atomic_path, atomic_write_bytes, exists_message, refuse_existing
-from .checks import check_image, check_image_layout, check_labels, select_channel
+from .checks import check_finite, check_image, check_image_layout, check_labels, check_not_constant, select_channel
 from .ctc import CtcMaskWriter, ctc_mask_name, ctc_mask_writer, write_ctc_masks
 from .frames import parse_frames
 from .reading import open_image, read_image, read_labels
@@ -53,6 +53,8 @@ __all__ = [
     "parse_frames",
     "check_image",
     "check_image_layout",
+    "check_finite",
+    "check_not_constant",
     "check_labels",
     "select_channel",
 ]
