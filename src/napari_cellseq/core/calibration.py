@@ -36,7 +36,6 @@ __all__ = [
 ]
 
 
-
 def youden_threshold(fpr: np.ndarray, tpr: np.ndarray, thresholds: np.ndarray) -> float:
     """The threshold of the ROC point maximising Youden's J = TPR - FPR.
 
