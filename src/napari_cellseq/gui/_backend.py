@@ -43,7 +43,7 @@ from ..core.errors import CellseqError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PLACES", "TRAINING_RUNS_IN", "SEGMENTATION_RUNS_IN", "place_for", "Controls",
+__all__ = ["WorkError", "PLACES", "TRAINING_RUNS_IN", "SEGMENTATION_RUNS_IN", "place_for", "Controls",
            "run_events", "release_memory"]
 
 PLACES = ("thread", "process")
@@ -112,11 +112,24 @@ def release_memory() -> None:
         torch.cuda.empty_cache()
 
 
+class WorkError(Exception):
+    """An unexpected ``RuntimeError`` of the work, re-raised as this (its ``__cause__``).
+
+    napari's generator worker takes a ``RuntimeError`` for a deleted Qt object and then emits
+    neither ``errored`` nor ``finished``: torch reports most failures as ``RuntimeError``.
+    """
+
+
 def _friendly(exc: BaseException) -> BaseException:
-    """``exc``, or a :class:`CellseqError` that says what to do for running out of memory."""
+    """``exc``, or what the GUI can report: a :class:`CellseqError` that says what to do for
+    running out of memory, a :class:`WorkError` for a ``RuntimeError``."""
     if isinstance(exc, MemoryError):
         return CellseqError("training or segmentation ran out of memory: use a smaller crop size "
                             "or batch size (the last saved weights are kept)")
+    if isinstance(exc, RuntimeError) and not isinstance(exc, CellseqError):
+        error = WorkError(f"{type(exc).__name__}: {exc}")
+        error.__cause__ = exc
+        return error
     return exc
 
 
@@ -132,22 +145,47 @@ def run_events(func: Callable[..., Iterator[Any]], kwargs: dict, controls: Contr
     """
     try:
         if controls.place == "process":
-            yield from _in_child(func, kwargs, controls)
-        else:
             try:
-                yield from func(stop=controls.stopped, frame=controls.frame, **kwargs)
-            except BaseException as exc:  # noqa: BLE001 - re-raised below, locals dropped
-                traceback.clear_frames(exc.__traceback__)
+                yield from _in_child(func, kwargs, controls)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in a form the worker reports
                 friendly = _friendly(exc)
                 if friendly is exc:
                     raise
-                raise friendly from None
+                raise friendly from exc
+        else:
+            try:
+                yield from func(stop=controls.stopped, frame=controls.frame, **kwargs)
+            except BaseException as exc:  # noqa: BLE001 - re-raised below without its frames
+                raise _without_frames(exc) from None
             finally:
                 kwargs = None  # noqa: F841 - drop the snapshots before collecting
                 release_memory()
     finally:
         if ended is not None:
             ended.set()
+
+
+def _without_frames(exc: BaseException) -> BaseException:
+    """What to report of ``exc`` raised by the work in this thread, holding none of its frames.
+
+    A traceback keeps every frame it passed, and through a frame its function's closure (the
+    training loop's network, optimiser and data): the GUI keeps the error for display, so it
+    must not keep those. The traceback text goes along as a note (shown when it is logged).
+    """
+    trace = "".join(traceback.format_exception(exc))
+    friendly = _friendly(exc)
+    seen = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:  # the whole chain: cause and context
+        seen.add(id(link))
+        link.__traceback__ = None
+        link = link.__cause__ or link.__context__
+    if friendly is not exc:
+        friendly.__cause__ = None
+        friendly.__suppress_context__ = True
+    if not isinstance(friendly, CellseqError):
+        friendly.add_note(f"in the worker:\n{trace}")
+    return friendly
 
 
 # ---------------------------------------------------------------- process mode

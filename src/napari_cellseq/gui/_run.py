@@ -2,8 +2,8 @@
 
 A :class:`RunController` runs one job at a time in a napari generator worker
 (:func:`napari.qt.threading.create_worker` over :func:`._backend.run_events`): events arrive
-through the worker's ``yielded``, errors through ``errored`` (napari shows them as an error
-notification), the end through ``finished``. Its :class:`RunState` (idle, running, stopping,
+through the worker's ``yielded``, errors through ``errored`` (shown as one napari error
+notification that says what failed and what to do), the end through ``finished``. Its :class:`RunState` (idle, running, stopping,
 done, failed) is what the widgets' buttons follow. Stop is cooperative: the core sees
 ``stop()`` turn True at its next step and ends with its weights saved. :meth:`shutdown` (napari
 closing) stops the work and waits for it, so no worker outlives the viewer.
@@ -19,6 +19,7 @@ from typing import Any
 
 from psygnal import Signal
 
+from ..core.errors import CellseqError
 from ._backend import Controls, place_for, run_events
 
 logger = logging.getLogger(__name__)
@@ -86,6 +87,10 @@ class RunController:
         self.error = None
         worker = create_worker(run_events, func, kwargs, self.controls, self._ended,
                                _start_thread=False, _ignore_errors=True)
+        try:  # napari's own relay would show a second notification (with a traceback)
+            worker.errored.disconnect(worker._relay_error)  # noqa: SLF001
+        except (AttributeError, TypeError, RuntimeError):
+            pass
         worker.yielded.connect(self._on_yielded)
         worker.errored.connect(self._on_errored)
         worker.finished.connect(self._on_finished)
@@ -130,7 +135,15 @@ class RunController:
         self.event.emit(event)
 
     def _on_errored(self, exc: BaseException) -> None:
+        """Keep the error for the state and show it: a CellseqError's message says what to do."""
+        from napari.utils.notifications import show_error
+
         self.error = exc
+        if isinstance(exc, CellseqError):
+            show_error(f"{self.kind} failed: {exc}")
+        else:  # unexpected: keep the traceback for bug reports
+            logger.error("%s failed", self.kind, exc_info=(type(exc), exc, exc.__traceback__))
+            show_error(f"{self.kind} failed ({type(exc).__name__}: {exc})")
 
     def _on_finished(self) -> None:
         self.worker = None

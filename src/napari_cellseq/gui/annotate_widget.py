@@ -96,6 +96,13 @@ class AnnotateWidget(Container):
         connect_while_alive(viewer.layers.events.inserted, self._on_layer_inserted, self.native)
         self._on_labels_changed()
 
+    def reset_choices(self, *args) -> None:
+        """Follow the layer list (napari calls this on layer events)."""
+        super().reset_choices(*args)
+        if self.annotations.value is not self._watched:
+            self._on_labels_changed()
+        self.validate()
+
     # ------------------------------------------------------------------ form
     def form(self) -> AnnotateForm:
         return AnnotateForm(image=_layers.facts(self.image.value),

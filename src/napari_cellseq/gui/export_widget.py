@@ -70,6 +70,11 @@ class ExportWidget(Container):
         connect_while_alive(self.state.events.model_path, self._on_model_path, self.native)
         self._on_model_path()
 
+    def reset_choices(self, *args) -> None:
+        """Follow the layer list (napari calls this on layer events)."""
+        super().reset_choices(*args)
+        self.validate()
+
     # ------------------------------------------------------------------ labels
     def form(self) -> ExportForm:
         value = self.path.value

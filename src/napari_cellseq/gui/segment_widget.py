@@ -101,6 +101,11 @@ class SegmentWidget(Container):
             connect_while_alive(emitter, slot, self.native)
         on_close(self.native, self.run.shutdown)
 
+    def reset_choices(self, *args) -> None:
+        """Follow the layer list (napari calls this on layer events): models of the new image too."""
+        super().reset_choices(*args)
+        self.refresh_models()
+
     # ------------------------------------------------------------------ model
     def _model_choices(self, _widget=None) -> list[tuple[str, str]]:
         """The session's model first, then the model files found for the image (newest first)."""
@@ -118,6 +123,8 @@ class SegmentWidget(Container):
         self.model.reset_choices()
         if self.state.model_path and self.model.value != str(self.state.model_path):
             self.model.value = str(self.state.model_path)
+        elif not self.state.model_path and self.model.value:
+            self._on_model_chosen()  # a model found on disk (e.g. trained before napari closed)
         self.validate()
 
     def _on_model_chosen(self, *_args) -> None:

@@ -84,6 +84,7 @@ class TrainWidget(Container):
         self.run = RunController("training")
         self._annotated: dict[int, tuple[int, ...]] = {}  # id(labels layer) -> annotated frames
         self._watched = None
+        self._seen_image = None
         self._file_auto = True  # the model file follows the image until the user picks one
         self._setting_file = False
         self._done: Done | None = None
@@ -166,6 +167,18 @@ class TrainWidget(Container):
             connect_while_alive(emitter, slot, self.native)
         on_close(self.native, self.shutdown)
 
+    def reset_choices(self, *args) -> None:
+        """Follow the layer list (napari calls this on layer events): new choices, new checks.
+
+        A combo box whose value changes through new choices emits no ``changed``: follow it here.
+        """
+        super().reset_choices(*args)
+        if self.image.value is not self._seen_image:
+            self._on_image_changed()
+        if self.annotations.value is not self._watched:
+            self._on_annotations_changed()
+        self.validate()
+
     # ------------------------------------------------------------------ the form
     def _annotated_of(self, layer, fresh: bool = False) -> tuple[int, ...]:
         key = id(layer)
@@ -224,6 +237,7 @@ class TrainWidget(Container):
     def _on_image_changed(self, *_args) -> None:
         """Follow the data: default model, crop size, model file of the image."""
         layer = self.image.value
+        self._seen_image = layer
         if layer is not None:
             self.model.value = default_model_for(layer.ndim, list(self.model.choices))
             side = min(layer.data.shape[-2:])
