@@ -44,6 +44,28 @@ class RunState(Enum):
         return self in (RunState.RUNNING, RunState.STOPPING)
 
 
+def _cooperative_worker() -> type:
+    """napari's GeneratorWorker whose ``quit()`` is a cooperative Stop.
+
+    napari cancels every running task when its window closes (``worker.quit``): a plain
+    generator worker would then stop iterating, leaving training suspended mid-run (a child
+    process still working). Here quitting asks the work to stop at its next step, so it saves
+    its weights and ends as after Stop.
+    """
+    from napari.qt.threading import GeneratorWorker
+
+    class CooperativeWorker(GeneratorWorker):
+        controls: Controls | None = None
+
+        def quit(self) -> None:
+            if self.controls is not None:
+                self.controls.request_stop()
+            else:  # pragma: no cover - always set by RunController.start
+                super().quit()
+
+    return CooperativeWorker
+
+
 class RunController:
     """Start, stop and shut down one job at a time; report its events and state.
 
@@ -86,7 +108,8 @@ class RunController:
         self._ended = threading.Event()
         self.error = None
         worker = create_worker(run_events, func, kwargs, self.controls, self._ended,
-                               _start_thread=False, _ignore_errors=True)
+                               _start_thread=False, _ignore_errors=True, _worker_class=_cooperative_worker())
+        worker.controls = self.controls
         try:  # napari's own relay would show a second notification (with a traceback)
             worker.errored.disconnect(worker._relay_error)  # noqa: SLF001
         except (AttributeError, TypeError, RuntimeError):

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from qtpy.QtWidgets import QWidget
 
 __all__ = ["connect_while_alive", "layer_choice", "text_label", "row", "format_seconds",
-           "on_close", "Debounced", "compact"]
+           "on_close", "Debounced", "compact", "renew_choices"]
 
 
 def _disconnect(emitter: Any, callback: Callable, *_args) -> None:
@@ -52,6 +52,25 @@ def text_label(value: str = "", label: str = "", wrap: bool = True) -> Label:
 def row(*widgets, label: str = "") -> Container:
     """Widgets side by side, as one labelled row of a form."""
     return Container(widgets=list(widgets), layout="horizontal", labels=False, label=label)
+
+
+def renew_choices(widget) -> None:
+    """Re-read the choices of a ComboBox or Select in their order, with their current labels.
+
+    magicgui matches items by their text: an entry whose label changed ("frame 2: 5 cells" ->
+    "frame 2: 5 cells (partial)") would move to the end. Starting afresh keeps the order; the
+    value is kept when it is still a choice.
+    """
+    value = widget.value
+    with widget.changed.blocked():
+        widget.native.clear()
+        widget.reset_choices()
+        try:
+            widget.value = value
+        except (ValueError, TypeError):
+            pass
+    if widget.value != value:
+        widget.changed.emit(widget.value)
 
 
 def compact(container: Container, chars: int = 10) -> None:

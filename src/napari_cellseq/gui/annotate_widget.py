@@ -23,7 +23,7 @@ from napari.utils.notifications import show_error, show_info
 
 from . import _layers
 from ._forms import AnnotateForm
-from ._widgets import compact, Debounced, connect_while_alive, layer_choice, row, text_label
+from ._widgets import compact, renew_choices, Debounced, connect_while_alive, layer_choice, row, text_label
 
 if TYPE_CHECKING:
     import napari
@@ -185,7 +185,7 @@ class AnnotateWidget(Container):
                 ]
                 frames = layer.data.shape[0] if layer.ndim == 3 else 1
                 self.summary.value = f"{len(counts)} of {frames} frame{'s' if frames != 1 else ''} annotated"
-            self.frames.reset_choices()
+            renew_choices(self.frames)
         finally:
             self._syncing = False
         self._sync_partial()

@@ -46,7 +46,7 @@ from ._model_files import default_model_file, free_name, read_model
 from ._plot import LossPlot
 from ._run import RunController, RunState
 from ._state import session_state
-from ._widgets import compact, Debounced, connect_while_alive, format_seconds, layer_choice, on_close, row, text_label
+from ._widgets import compact, renew_choices, Debounced, connect_while_alive, format_seconds, layer_choice, on_close, row, text_label
 
 if TYPE_CHECKING:
     import napari
@@ -266,7 +266,7 @@ class TrainWidget(Container):
         layer = self.annotations.value
         if layer is not None:
             self._annotated_of(layer, fresh=True)
-        self.validation.reset_choices()
+        renew_choices(self.validation)
         self.validate()
 
     def _on_layer_inserted(self, event) -> None:
@@ -285,7 +285,7 @@ class TrainWidget(Container):
         self.model_kind.value = "learns from time-lapse sequences" if temporal else "learns from single frames"
         self.batch.value = SEQUENCE_BATCH if temporal else CROP_BATCH
         self.batch.tooltip = "sequences per step" if temporal else "crops per step"
-        self.loss.reset_choices()  # the first entry names this model's paper loss
+        renew_choices(self.loss)  # the first entry names this model's paper loss
 
     def _on_start_changed(self, *_args) -> None:
         """Continuing trains the current model's network: show it in the model box."""
