@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import napari.layers
+import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
@@ -371,7 +372,19 @@ class TrainWidget(Container):
         note = f" ({asked.name} exists: writing {target.name})" if target != asked else ""
         self.status.value = f"starting…{note}"
         self.state.training = True
+        if self.preview.value:  # made now, so each checkpoint only updates it in place
+            self._prepare_preview()
         self.run.start(train_job, kwargs, preview_frame=self.shown_frame() if self.preview.value else None)
+
+    def _prepare_preview(self) -> None:
+        """The preview layer of the training image, empty until the first checkpoint."""
+        image = self._job_image
+        shape = tuple(image.data.shape[-2:])
+        layer = self.preview_layer
+        if layer is not None and layer in self.viewer.layers and tuple(layer.data.shape[-2:]) == shape:
+            return
+        self.preview_layer = _layers.show_preview(self.viewer, image, self.shown_frame(),
+                                                  np.zeros(shape, np.uint16), None)
 
     def stop(self, *_args) -> None:
         """Ask training to end after the current step (the weights are saved)."""
