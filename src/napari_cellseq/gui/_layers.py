@@ -265,6 +265,7 @@ def show_preview(viewer: napari.viewer.Viewer, image: napari.layers.Image, frame
         layer.data = data.astype(np.uint32)
     else:
         layer.data[...] = data
-    layer.translate = translate
+    if not np.allclose(layer.translate, translate):
+        layer.translate = translate
     layer.refresh()
     return layer

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -56,6 +57,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["TrainWidget", "default_model_for"]
 
+#: Seconds between updates of the status text and progress bar during training.
+_STATUS_EVERY_S = 0.25
 #: Whether the core's ``train`` reads lazy (dask, zarr) images itself, frame by frame.
 LAZY_TRAINING = False
 
@@ -89,6 +92,7 @@ class TrainWidget(Container):
         self._file_auto = True  # the model file follows the image until the user picks one
         self._setting_file = False
         self._done: Done | None = None
+        self._last_status = 0.0
         self._job_image = None  # the image layer of the running job (preview placement)
         self.preview_layer: napari.layers.Labels | None = None
         self._build()
@@ -166,7 +170,7 @@ class TrainWidget(Container):
                               (self.viewer.dims.events.current_step, self._send_preview_frame),
                               (self.state.events.model_path, self._on_model_path)):
             connect_while_alive(emitter, slot, self.native)
-        on_close(self.native, self.shutdown)
+        on_close(self.native, self.run.shutdown)  # the controller, not the (dying) widget
 
     def reset_choices(self, *args) -> None:
         """Follow the layer list (napari calls this on layer events): new choices, new checks.
@@ -365,6 +369,7 @@ class TrainWidget(Container):
             self.reason.visible = True
             return
         self._done = None
+        self._last_status = 0.0
         self._job_image = self.image.value
         self.plot.clear()
         self.validation_text.value = ""
@@ -397,8 +402,12 @@ class TrainWidget(Container):
         if isinstance(event, Started):
             self.status.value = f"training on {event.device}…"
         elif isinstance(event, Step):
+            self.plot.add_loss(event.iteration, event.loss)  # (repaints are coalesced by Qt)
+            now = time.perf_counter()
+            if now - self._last_status < _STATUS_EVERY_S:
+                return  # text and bar relayout the dock: a few times a second is enough
+            self._last_status = now
             self.progress.value = int(1000 * event.fraction)
-            self.plot.add_loss(event.iteration, event.loss)
             if event.fraction > 0:
                 eta = event.elapsed * (1.0 - event.fraction) / event.fraction
                 text = (f"iteration {event.iteration}, loss {event.loss:.4f}, "
