@@ -82,7 +82,7 @@ class TrainWidget(Container):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        super().__init__(scrollable=True)
+        super().__init__()
         self.viewer = viewer
         self.state = session_state(viewer)
         self.run = RunController("training")
@@ -128,7 +128,7 @@ class TrainWidget(Container):
                                    tooltip="a completely annotated frame left out of training; its SEG "
                                            "score is reported at every checkpoint")
         self.model_file = FileEdit(mode="w", filter="*.pt", label="model file")
-        self.preview = CheckBox(value=True, text="live preview of the frame on screen",
+        self.preview = CheckBox(value=True, text="live preview (frame on screen)",
                                 tooltip="at every checkpoint, segment the frame on screen into one "
                                         "preview layer")
         self.train_button = PushButton(text="Train")
@@ -452,9 +452,10 @@ class TrainWidget(Container):
             why = {"stopped": "stopped", "time": "time budget used",
                    "iterations": "all iterations done"}.get(done.reason, done.reason)
             text = (f"{why}: {done.iteration} iterations in {format_seconds(done.elapsed)}; "
-                    f"model saved to {done.path}")
+                    f"saved {Path(done.path).name}")
             self.status.value = text
-            show_info(text)
+            self.status.tooltip = done.path
+            show_info(f"{text} ({done.path})")
         if not state.busy:
             self.state.training = False
             self._job_image = None
