@@ -132,5 +132,20 @@ def test_one_exists_message_for_one_or_many_files(tmp_path):
     assert err.value.paths == [a, c]
     assert err.value.reworded("tick 'overwrite'") == exists_message([a, c], "another folder", "tick 'overwrite'")
     assert str(err.value) == exists_message([a, c], "another folder")
-    copy = pickle.loads(pickle.dumps(err.value))  # crosses process / thread boundaries intact
-    assert isinstance(copy, OutputExistsError) and str(copy) == str(err.value)
+    copy = pickle.loads(pickle.dumps(err.value))  # crosses process boundaries intact
+    assert type(copy) is OutputExistsError and str(copy) == str(err.value) and copy.paths == [a, c]
+    assert copy.reworded("tick 'overwrite'") == err.value.reworded("tick 'overwrite'")
+
+
+def test_output_exists_error_survives_tblib(tmp_path):
+    """The GUI's worker process sends its errors, tracebacks included, with tblib."""
+    pickling_support = pytest.importorskip("tblib.pickling_support")
+    (tmp_path / "a.tif").write_bytes(b"x")
+    try:
+        refuse_existing([tmp_path / "a.tif"], overwrite=False)
+    except OutputExistsError as exc:
+        err = exc
+    pickling_support.install(err)
+    copy = pickle.loads(pickle.dumps(err))
+    assert type(copy) is OutputExistsError and str(copy) == str(err) and copy.paths == err.paths
+    assert copy.__traceback__ is not None

@@ -51,6 +51,9 @@ class OutputExistsError(InputError, FileExistsError):
         self.paths = [Path(p) for p in paths]
         self.instead = instead
 
+    def __reduce__(self):  # pickled with its paths (also by tblib, which ships worker errors)
+        return type(self), (self.args[0] if self.args else "", self.paths, self.instead)
+
     def reworded(self, how: str) -> str:
         """The message with ``how`` to replace the files, e.g. ``"tick 'overwrite existing files'"``."""
         return exists_message(self.paths, self.instead, how) if self.paths else str(self)
