@@ -1,4 +1,4 @@
-"""Command line: ``napari-cellseq train | segment | evaluate | models | demo``.
+"""Command line: ``napari-cellseq train | segment | evaluate | export-bioimageio | models | demo``.
 
 A thin shell over :mod:`napari_cellseq.core`; the only place logging is configured. Progress
 goes to stderr, results (scores as JSON) to stdout; user errors are one line and exit code 2.
@@ -346,6 +346,43 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_export_bioimageio(args) -> int:
+    from .core.bioimageio.export import export_bioimageio, require_bioimageio
+    from .core.io import read_image, select_channel
+
+    require_bioimageio()  # a missing extra is one line, before anything is read
+    out = Path(args.out)
+    _check_out(out, args.overwrite)
+    image = select_channel(read_image(args.image), args.channel) if args.image else None
+    export_bioimageio(args.model, out, image, name=args.name, authors=args.author or ("napari-cellseq user",),
+                      window=args.window, frame=args.frame, overwrite=args.overwrite, test=args.test)
+    logger.info("wrote %s (validated offline with bioimageio.spec%s)", out,
+                " and its model test passed with bioimageio.core" if args.test else "")
+    return 0
+
+
+def _add_export_bioimageio_parser(sub) -> None:
+    from .core.bioimageio.export import DEFAULT_WINDOW
+
+    p = sub.add_parser("export-bioimageio", help="write a model as a BioImage Model Zoo package (.zip, format 0.5)")
+    p.add_argument("model", help="model file from `train`")
+    p.add_argument("--out", required=True, help="package to write, NAME.zip")
+    p.add_argument("--image", help="sample image TIFF whose frames (centre crop <= 256x256) become the "
+                   "package's test input (default: the built-in synthetic movie)")
+    p.add_argument("--channel", type=_CHANNEL, metavar="N", help="channel N of a multichannel --image")
+    p.add_argument("--frame", type=_number(int, 0, "0 or more"), default=0,
+                   help="first frame of --image used as test input (default 0)")
+    p.add_argument("--window", type=_POSITIVE_INT, default=DEFAULT_WINDOW,
+                   help=f"U-LSTM only: frames on the package's time axis (default {DEFAULT_WINDOW}, the "
+                        "paper's unroll length); the recurrent state starts at zero in each window")
+    p.add_argument("--name", help="package name (default: napari-cellseq NETWORK)")
+    p.add_argument("--author", action="append", metavar="NAME", help="author name (repeat for several)")
+    p.add_argument("--no-test", dest="test", action="store_false",
+                   help="skip bioimageio.core's model test (the package is still validated)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=_cmd_export_bioimageio)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with usage errors as one line (``napari-cellseq train: error: ...``), exit code 2."""
 
@@ -433,6 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score class maps (painted values, 1 = background, 0 = unpainted and not scored): "
                         "per-class Dice, mean Dice and pixel accuracy")
     p.set_defaults(func=_cmd_evaluate)
+
+    _add_export_bioimageio_parser(sub)
 
     p = sub.add_parser("models", help="list the available networks")
     p.set_defaults(func=_cmd_models)
