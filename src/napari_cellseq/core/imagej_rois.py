@@ -70,7 +70,7 @@ class ImagejRoiWriter:
 
     def write(self, t: int, labels: np.ndarray) -> int:
         """Add one polygon per cell of ``labels (Y, X)``, frame ``t`` (0-based); returns how many."""
-        from roifile import ImagejRoi, roiwrite
+        from roifile import ROI_TYPE, ImagejRoi, roiwrite
 
         if not 0 <= int(t) < self.n_frames:
             raise InputError(f"frame {t} does not exist: the movie has frames 0..{self.n_frames - 1}")
@@ -78,6 +78,7 @@ class ImagejRoiWriter:
         for label, points in label_polygons(labels):
             name = f"t{t + 1:0{self._digits}d}-cell{label:05d}"
             roi = ImagejRoi.frompoints(points, name=name, position=int(t), t=int(t))  # 0-based here, stored 1-based
+            roi.roitype = ROI_TYPE.POLYGON  # (frompoints makes a freehand ROI; both are ImageJ PolygonRois)
             rois.append(roi)
         if rois:
             roiwrite(self._path, rois, mode="a")
