@@ -113,3 +113,7 @@ def test_cli_segments_ome_zarr_into_its_labels_group(small_movie, tmp_path, caps
     assert main(["segment", "--model", str(tmp_path / "m.pt"), "--image", str(path), "--out", str(path),
                  "--labels-name", "second", "--device", "cpu"]) == 0
     assert sorted(zarr.open_group(str(path / "labels"), mode="r").attrs["ome"]["labels"]) == ["cellseq", "second"]
+    # a labels group is training input too
+    write_ome_zarr_labels(path, labels, name="truth")
+    assert main(["train", "--image", str(path), "--labels", str(path / "labels" / "truth"), "--out",
+                 str(tmp_path / "m2.pt"), "--iterations", "1", "--width", "4", "--crop", "32", "--device", "cpu"]) == 0

@@ -61,10 +61,13 @@ def read_training_labels(path: str | os.PathLike, image_shape: tuple[int, ...]) 
 
     A folder is read as Cell Tracking Challenge ground truth (``man_seg000.tif ...``): the
     annotated frames come from the file names (their zeros are background). A file is a labels
-    TIFF (frames: None, i.e. every frame with labels).
+    TIFF, or an OME-Zarr labels image such as ``IMAGE.zarr/labels/NAME`` (frames: None, i.e.
+    every frame with labels).
     """
     p = Path(path).expanduser()
-    if p.is_dir() and not is_ome_zarr(p):
+    if is_ome_zarr(p):  # e.g. IMAGE.zarr/labels/NAME
+        return np.asarray(open_ome_zarr(p)), None
+    if p.is_dir():
         shape = tuple(int(n) for n in image_shape)
         n = 1 if len(shape) == 2 else shape[0]
         labels, frames = read_ctc_ground_truth(p, n, shape[-2:])
