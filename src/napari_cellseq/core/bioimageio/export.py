@@ -161,6 +161,19 @@ def _plain(value: Any) -> bool:
     return value is None or isinstance(value, (str, int, float, bool))
 
 
+def _trace(net: torch.nn.Module, example: torch.Tensor, path: Path) -> str:
+    """Save ``net`` traced on ``example`` as TorchScript at ``path``; return "" or why it failed."""
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # size checks become constants
+            torch.jit.trace(net, example, check_trace=False).save(str(path))
+    except Exception as err:  # noqa: BLE001 - some operators cannot be traced (SegNet's max_unpool2d sizes)
+        reason = " ".join(f"{type(err).__name__}: {err}".split())[:200]
+        logger.warning("no TorchScript weights: tracing the network failed (%s)", reason)
+        return reason
+    return ""
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -174,7 +187,7 @@ def _torch_version() -> str:
 
 
 def _documentation(ckpt: Checkpoint, temporal: bool, window: int, stride: int, min_side: int,
-                   class_names: list[str], sample: str) -> str:
+                   class_names: list[str], sample: str, no_torchscript: str = "") -> str:
     name = ckpt.model_config.name
     lo, hi = ckpt.data_config.percentiles
     post = ckpt.postprocess_config
@@ -192,6 +205,10 @@ def _documentation(ckpt: Checkpoint, temporal: bool, window: int, stride: int, m
         f"carries the state through the whole movie, warming it up on frames before the first requested "
         f"one; its results on the first frames of a window can therefore differ from the zoo's.\n"
         if temporal else "")
+    torchscript = ("* `torchscript`: traced from the same network; runs with PyTorch alone (deepImageJ, Fiji)."
+                   if not no_torchscript else
+                   f"* no `torchscript` weights: tracing this network failed ({no_torchscript}); use the "
+                   "`pytorch_state_dict` weights.")
     training = ckpt.training
     found = {k: v for k, v in training.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
              and any(m in k.lower() for m in ("seg", "ap50", "auc", "dice", "accuracy"))}
@@ -245,7 +262,7 @@ AP at IoU 0.5).
 
 * `pytorch_state_dict`: needs napari-cellseq installed (the architecture source imports its model
   registry; see the environment file);
-* `torchscript`: traced from the same network; runs with PyTorch alone (deepImageJ, Fiji).
+{torchscript}
 
 ## Licence
 
@@ -345,16 +362,12 @@ def export_bioimageio(
         shutil.copyfile(architecture.__file__, arch_path)
         weights_path = tmp / "weights.pt"
         torch.save({k: v.detach().cpu().contiguous() for k, v in zoo_net.state_dict().items()}, weights_path)
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # size checks become constants
-            traced = torch.jit.trace(zoo_net, torch.from_numpy(_scale_range(x_raw, percentiles, eps)),
-                                     check_trace=False)
         ts_path = tmp / "weights_torchscript.pt"
-        traced.save(str(ts_path))
+        no_torchscript = _trace(zoo_net, torch.from_numpy(_scale_range(x_raw, percentiles, eps)), ts_path)
         doc_path = tmp / "README.md"
         doc_path.write_text(_documentation(ckpt, temporal, window, stride, min_side, class_names,
-                                           "the built-in synthetic movie" if image is None else "the sample image"),
-                            encoding="utf-8")
+                                           "the built-in synthetic movie" if image is None else "the sample image",
+                                           no_torchscript), encoding="utf-8")
         cover_path = tmp / "cover.png"
         _cover(x_raw, y, cover_path)
         env_path = tmp / "environment.yaml"
@@ -405,7 +418,7 @@ def export_bioimageio(
                 pytorch_version=pytorch_version,
                 dependencies=spec.FileDescr(source=env_path),
             ),
-            torchscript=spec.TorchscriptWeightsDescr(
+            torchscript=None if no_torchscript else spec.TorchscriptWeightsDescr(
                 source=ts_path, sha256=spec.Sha256(_sha256(ts_path)), pytorch_version=pytorch_version,
                 parent="pytorch_state_dict"),
         )
