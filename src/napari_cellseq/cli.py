@@ -110,7 +110,7 @@ def _cmd_train(args) -> int:
     from dataclasses import replace
 
     from .core.config import DataConfig, TrainConfig
-    from .core.image_sources import read_movie, read_training_labels
+    from .core.io.sources import read_movie, read_training_labels
     from .core.io import parse_frames
     from .core.pipeline import load_model, prepare_training_inputs
     from .core.training import train
@@ -213,7 +213,7 @@ def _cmd_segment(args) -> int:
     (renamed into place at the end), so memory does not grow with the movie's length."""
     from .core.errors import CellseqError
     from .core.events import Done, FrameDone
-    from .core.image_sources import open_movie
+    from .core.io.sources import open_movie
     from .core.io import check_image_layout, ctc_mask_name, ctc_mask_writer, label_stack_writer, parse_frames
     from .core.pipeline import FrameLabels, load_model, segment_events
 
@@ -245,7 +245,7 @@ def _cmd_segment(args) -> int:
                                 output=args.output)
         first = next(events)  # the input is checked before the first event: no file is made for bad input
         if into_zarr:
-            from .core.ome_zarr import ome_zarr_labels_writer
+            from .core.io.ome_zarr import ome_zarr_labels_writer
 
             sink = ome_zarr_labels_writer(out, args.labels_name, overwrite=args.overwrite)
         elif args.ctc:
@@ -271,7 +271,7 @@ def _exchange_outputs_checked(args, out: Path) -> bool:
     """Check the exchange outputs of ``segment`` before any work; True when ``--out`` is an
     OME-Zarr image (the labels go into its ``labels/`` group)."""
     from .core.errors import CellseqError
-    from .core.ome_zarr import is_ome_zarr
+    from .core.io.ome_zarr import is_ome_zarr
 
     if args.rois:
         rois = Path(args.rois)
@@ -296,7 +296,7 @@ def _rois_sink(args, n_frames: int):
 
     if not args.rois:
         return nullcontext(None)
-    from .core.imagej_rois import imagej_roi_writer
+    from .core.io.imagej_rois import imagej_roi_writer
 
     return imagej_roi_writer(args.rois, n_frames, overwrite=args.overwrite)
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = ["is_ome_zarr", "open_ome_zarr", "OmeZarrImage", "ome_zarr_labels_writer", "OmeZarrLabelsWriter",
            "write_ome_zarr_labels", "DEFAULT_LABELS_NAME"]

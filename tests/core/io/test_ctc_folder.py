@@ -8,9 +8,9 @@ import pytest
 import tifffile
 
 from napari_cellseq.cli import main
-from napari_cellseq.core.ctc_folder import open_ctc_sequence, read_ctc_ground_truth
+from napari_cellseq.core.io.ctc_folder import open_ctc_sequence, read_ctc_ground_truth
 from napari_cellseq.core.errors import InputError
-from napari_cellseq.core.image_sources import open_movie, read_training_labels
+from napari_cellseq.core.io.sources import open_movie, read_training_labels
 
 
 @pytest.fixture()

@@ -5,7 +5,7 @@ The layout of the challenge's data sets (Ulman et al., Nat. Methods 2017; Maska 
 Nat. Methods 2023): one TIFF per frame, named by the frame number (``t000.tif``, or ``t0000.tif``
 for long movies); the ground truth annotates some frames only, and the file names say which
 (``man_seg007.tif`` is frame 7). Results are written as ``01_RES/mask000.tif ...`` by
-:mod:`napari_cellseq.core.io` (``ctc_mask_writer``).
+:mod:`.ctc` (``ctc_mask_writer``).
 
 * :func:`is_ctc_sequence` / :func:`open_ctc_sequence`: the sequence as a lazy ``(T, Y, X)``
   array (:class:`CtcSequence`) that reads one file per frame when indexed, so a movie larger
@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from .errors import InputError
+from ..errors import InputError
+from .views import LazyArray
 
 __all__ = ["is_ctc_sequence", "open_ctc_sequence", "CtcSequence", "read_ctc_ground_truth", "ctc_frame_files"]
 
@@ -67,11 +68,11 @@ def _page_info(path: Path) -> tuple[tuple[int, ...], np.dtype]:
         raise InputError(f"{path} cannot be read as TIFF ({type(exc).__name__}): export the frame again") from None
 
 
-class CtcSequence:
+class CtcSequence(LazyArray):
     """A Cell Tracking Challenge sequence folder as a lazy ``(T, Y, X)`` array.
 
-    ``shape``, ``dtype``, ``ndim``, ``len()``, ``seq[t]`` (reads ``t{t:03d}.tif``), slices and
-    ``...`` on the frame axis, and ``np.asarray(seq)`` (reads all). Frames must be numbered
+    A :class:`~napari_cellseq.core.io.views.LazyArray`: ``shape``, ``dtype``, ``len()``,
+    ``seq[t]`` (reads ``t{t:03d}.tif`` only), slices and ``...``, ``np.asarray(seq)`` (reads all). Frames must be numbered
     0..T-1 without gaps and all have one 2D shape and dtype (checked from the file headers).
     """
 
@@ -100,10 +101,6 @@ class CtcSequence:
                                  f"every frame of {self.folder} must have one shape and type")
         self.shape = (len(self.files),) + shape
         self.dtype = dtype
-        self.ndim = 3
-
-    def __len__(self) -> int:
-        return self.shape[0]
 
     def _frame(self, t: int) -> np.ndarray:
         try:
@@ -112,25 +109,15 @@ class CtcSequence:
             raise InputError(f"{self.files[t]} cannot be read ({type(exc).__name__}): export the frame again") from None
         return frame.reshape(self.shape[1:])
 
-    def __getitem__(self, key: Any) -> np.ndarray:
-        key = key if isinstance(key, tuple) else (key,)
-        if key and key[0] is Ellipsis:
-            key = (slice(None),) * (4 - len(key)) + key[1:]
+    def _read(self, key: tuple) -> np.ndarray:
         first, rest = key[0], key[1:]
-        if isinstance(first, (int, np.integer)):
-            t = int(first) + (self.shape[0] if first < 0 else 0)
-            if not 0 <= t < self.shape[0]:
-                raise IndexError(f"frame {first} outside 0..{self.shape[0] - 1}")
-            return self._frame(t)[rest] if rest else self._frame(t)
         if isinstance(first, slice):
-            frames = [self._frame(t) for t in range(*first.indices(self.shape[0]))]
-            stack = np.stack(frames) if frames else np.zeros((0,) + self.shape[1:], self.dtype)
-            return stack[(slice(None),) + rest] if rest else stack
-        raise IndexError(f"CtcSequence takes integers, slices and ... as indices, got {key!r}")
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        data = self[:]
-        return data if dtype is None else data.astype(dtype, copy=False)
+            frames = [self._frame(t)[rest] for t in range(*first.indices(self.shape[0]))]
+            return np.stack(frames) if frames else np.zeros((0,) + self.shape[1:], self.dtype)[(slice(None),) + rest]
+        t = int(first) + (self.shape[0] if first < 0 else 0)
+        if not 0 <= t < self.shape[0]:
+            raise IndexError(f"frame {first} outside 0..{self.shape[0] - 1}")
+        return self._frame(t)[rest]
 
 
 def open_ctc_sequence(folder: str | os.PathLike) -> CtcSequence:

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
-from .io import atomic_path
+from ..errors import InputError
+from .atomic import atomic_path
 
 __all__ = ["label_polygons", "imagej_roi_writer", "ImagejRoiWriter", "write_imagej_rois"]
 

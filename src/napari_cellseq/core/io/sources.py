@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from .ctc_folder import is_ctc_sequence, open_ctc_sequence, read_ctc_ground_truth
-from .errors import InputError
-from .io import open_image, read_labels, select_channel
+from ..errors import InputError
+from .checks import select_channel
+from .reading import open_image, read_labels
 from .ome_zarr import is_ome_zarr, open_ome_zarr
 
 __all__ = ["open_movie", "read_movie", "read_training_labels", "describe_folder_error"]

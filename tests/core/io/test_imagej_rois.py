@@ -11,7 +11,7 @@ from skimage.draw import polygon as draw_polygon
 
 from napari_cellseq.cli import main
 from napari_cellseq.core.errors import InputError
-from napari_cellseq.core.imagej_rois import label_polygons, write_imagej_rois
+from napari_cellseq.core.io.imagej_rois import label_polygons, write_imagej_rois
 
 
 def _mask(roi, shape):

@@ -16,8 +16,8 @@ from ome_zarr.writer import write_image  # noqa: E402
 
 from napari_cellseq.cli import main  # noqa: E402
 from napari_cellseq.core.errors import InputError  # noqa: E402
-from napari_cellseq.core.image_sources import open_movie  # noqa: E402
-from napari_cellseq.core.ome_zarr import (is_ome_zarr, ome_zarr_labels_writer, open_ome_zarr,  # noqa: E402
+from napari_cellseq.core.io.sources import open_movie  # noqa: E402
+from napari_cellseq.core.io.ome_zarr import (is_ome_zarr, ome_zarr_labels_writer, open_ome_zarr,  # noqa: E402
                                           write_ome_zarr_labels)
 
 
