@@ -58,7 +58,7 @@ def test_cli_segment_writes_rois(small_movie, tmp_path, capsys):
     tifffile.imwrite(tmp_path / "img.tif", image)
     tifffile.imwrite(tmp_path / "lab.tif", labels)
     assert main(["train", "--image", str(tmp_path / "img.tif"), "--labels", str(tmp_path / "lab.tif"),
-                 "--out", str(tmp_path / "m.pt"), "--iterations", "30", "--width", "4", "--crop", "48",
+                 "--out", str(tmp_path / "m.pt"), "--iterations", "15", "--width", "4", "--crop", "48",
                  "--device", "cpu", "--no-calibrate"]) == 0
     assert main(["segment", "--model", str(tmp_path / "m.pt"), "--image", str(tmp_path / "img.tif"),
                  "--out", str(tmp_path / "pred.tif"), "--rois", str(tmp_path / "rois.zip"), "--device", "cpu"]) == 0
