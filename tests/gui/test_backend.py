@@ -109,51 +109,59 @@ def _tiny_train_kwargs(gui_movie, path):
                     iterations=2, max_time=None, batch_size=2, device="cpu", calibrate=False))
 
 
+def _new_modules(before: set[int]) -> list:
+    """torch modules alive now that were not alive at ``before`` (after a full collection)."""
+    import torch
+
+    gc.collect()
+    return [o for o in gc.get_objects() if isinstance(o, torch.nn.Module) and id(o) not in before]
+
+
+def _modules_now() -> set[int]:
+    import torch
+
+    gc.collect()
+    return {id(o) for o in gc.get_objects() if isinstance(o, torch.nn.Module)}
+
+
 def test_thread_training_drops_every_reference_to_the_model(qtbot, gui_movie, tmp_path, monkeypatch):
     """Thread mode: once training ends, nothing holds the network (its GPU memory can go)."""
-    from napari_cellseq.core import training
     from napari_cellseq.gui._jobs import train_job
 
-    built: list[weakref.ref] = []
-    original = training.build_model
-
-    def recording(config):
-        model = original(config)
-        built.append(weakref.ref(model))
-        return model
-
-    monkeypatch.setattr(training, "build_model", recording)
     released: list[bool] = []
     monkeypatch.setattr(_backend, "release_memory", lambda: (released.append(True), gc.collect()))
+    before = _modules_now()
     run = RunController("training")
+    built = []
+    run.event.connect(lambda e: built.extend(_new_modules(before)[:1]) if not built else None)
     run.start(train_job, _tiny_train_kwargs(gui_movie, tmp_path / "m.pt"), place="thread")
     qtbot.waitUntil(lambda: not run.state.busy, timeout=120_000)
     assert run.state is RunState.DONE, run.error
+    assert built  # a network existed while training ran...
+    refs = [weakref.ref(m) for m in built]
+    built.clear()
     gc.collect()
-    assert built and all(ref() is None for ref in built)
+    assert all(ref() is None for ref in refs) and not _new_modules(before)  # ...and is gone now
     assert released == [True]
 
 
 def test_thread_training_failure_drops_the_model_too(qtbot, gui_movie, tmp_path, monkeypatch):
-    from napari_cellseq.core import training
+    """A run that fails in the middle of a step keeps no frame (and so no network) in its error."""
+    import torch
+
     from napari_cellseq.gui._jobs import train_job
 
-    built: list[weakref.ref] = []
-    original = training.build_model
+    def boom(self, *args, **kwargs):
+        raise RuntimeError("boom in backward")
 
-    def recording(config):
-        model = original(config)
-        built.append(weakref.ref(model))
-        model.forward = lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom in forward"))
-        return model
-
-    monkeypatch.setattr(training, "build_model", recording)
+    monkeypatch.setattr(torch.Tensor, "backward", boom)
+    before = _modules_now()
     run = RunController("training")
     run.start(train_job, _tiny_train_kwargs(gui_movie, tmp_path / "m.pt"), place="thread")
     qtbot.waitUntil(lambda: not run.state.busy, timeout=120_000)
-    assert run.state is RunState.FAILED and "boom" in str(run.error)
-    gc.collect()
-    assert built and all(ref() is None for ref in built)  # the traceback keeps no frame locals
+    assert run.state is RunState.FAILED and "boom in backward" in str(run.error)
+    assert isinstance(run.error, _backend.WorkError)  # a RuntimeError would silence napari's worker
+    assert not _new_modules(before)  # the traceback keeps no frame locals
 
 
 def test_process_training_ends_with_the_child(qtbot, gui_movie, tmp_path, monkeypatch):

@@ -125,13 +125,15 @@ def test_reasons_disable_train_as_the_user_edits(make_napari_viewer, qtbot, gui_
 
 def test_error_in_the_worker_is_a_notification_and_returns_to_rest(make_napari_viewer, qtbot, gui_movie,
                                                                    tmp_path, notifications, monkeypatch):
-    from napari_cellseq.core import training
+    import torch
+
+    from napari_cellseq.core.errors import CellseqError
 
     def broken(*_args, **_kwargs):
-        raise training.CellseqError("the disk is full: free some space")
+        raise CellseqError("the disk is full: free some space")
 
     monkeypatch.setenv("NAPARI_CELLSEQ_WORKER", "thread")
-    monkeypatch.setattr(training, "TrainingSet", broken)
+    monkeypatch.setattr(torch.Tensor, "backward", broken)  # fails inside the first step
     viewer = _viewer_with_annotations(make_napari_viewer, gui_movie)
     widget = dock(viewer, TrainWidget)
     set_tiny_budget(widget)

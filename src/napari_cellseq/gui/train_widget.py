@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -197,8 +198,6 @@ class TrainWidget(Container):
         labels_facts = None
         if labels is not None:
             base = _layers.facts(labels)
-            from dataclasses import replace
-
             labels_facts = replace(base, annotated=self._annotated_of(labels, fresh),
                                    partial=_layers.partial_frames(labels),
                                    background=_layers.background_label(labels))
