@@ -13,6 +13,7 @@ import argparse
 import itertools
 import json
 import logging
+import math
 import signal
 import sys
 import threading
@@ -77,15 +78,15 @@ def _check_folder(folder: Path) -> None:
             return
 
 
-def _number(kind, low, name_low):
-    """An argparse type: ``kind`` (int or float) of at least ``low``."""
+def _number(kind, low, name_low, high=None):
+    """An argparse type: a finite ``kind`` (int or float) of at least ``low`` (and below ``high``)."""
 
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
-        if not value >= low or value != value:
+        if not low <= value < (math.inf if high is None else high):  # also refuses nan and inf
             raise argparse.ArgumentTypeError(f"must be {name_low}, got {text}")
         return value
 
@@ -95,6 +96,18 @@ def _number(kind, low, name_low):
 _POSITIVE_INT = _number(int, 1, "at least 1")
 _POSITIVE = _number(float, 1e-12, "positive")
 _CHANNEL = _number(int, 0, "0 or more (channels are counted from 0)")
+_SEED = _number(int, 0, "a whole number from 0 to 2**64 - 1", high=1 << 64)
+
+
+def _device(text: str) -> str:
+    """An argparse type: one of the devices of the vocabulary, optionally ``cuda:N``."""
+    from .core.config import check_device
+    from .core.errors import InputError
+
+    try:
+        return check_device(text.lower())
+    except InputError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _model_config(args):
@@ -107,8 +120,6 @@ def _model_config(args):
 
 
 def _cmd_train(args) -> int:
-    from dataclasses import replace
-
     from .core.config import DataConfig, TrainConfig
     from .core.io import parse_frames, read_image, read_labels, select_channel
     from .core.pipeline import load_model, prepare_training_inputs
@@ -122,21 +133,19 @@ def _cmd_train(args) -> int:
     image = select_channel(read_image(args.image), args.channel)
     labels = read_labels(args.labels)
     n_frames = 1 if image.ndim == 2 else max(image.shape[0], 1)
-    frames = None
-    if args.frames:
-        frames = parse_frames(args.frames, n_frames)
-    validation_frames = parse_frames(args.val_frames, n_frames) if args.val_frames else None
+    # an empty value ("") is not the absent flag: parse_frames refuses it ("empty frame selection")
+    frames = parse_frames(args.frames, n_frames) if args.frames is not None else None
+    validation_frames = parse_frames(args.val_frames, n_frames) if args.val_frames is not None else None
     image, labels = prepare_training_inputs(image, labels, frames)
     max_time = args.max_time
     if max_time is None and args.iterations is None:
         max_time = 600.0
+    lr = args.lr if args.lr is not None else (TrainConfig().lr if args.optimizer == "adam" else 1e-4)
     train_config = TrainConfig(
         iterations=args.iterations, max_time=max_time, batch_size=args.batch_size,
-        optimizer=args.optimizer, lr=args.lr, seed=args.seed, device=args.device,
+        optimizer=args.optimizer, lr=lr, seed=args.seed, device=args.device,
         checkpoint_every=args.checkpoint_every, loss=args.loss, calibrate=args.calibrate,
     )
-    if args.lr is None:
-        train_config = replace(train_config, lr=TrainConfig().lr if args.optimizer == "adam" else 1e-4)
     data_config = DataConfig(target=args.target, crop_size=args.crop, sampling=args.sampling)
     model_config = _model_config(args) if init is None or args.model else None
     stop = threading.Event()
@@ -235,9 +244,7 @@ def _cmd_segment(args) -> int:
                 more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
                 raise CellseqError(f"{existing[0]}{more} exist: pass --overwrite or choose another --out folder")
         ckpt = load_model(args.model)
-        frames = None
-        if args.frames:
-            frames = parse_frames(args.frames, n)
+        frames = parse_frames(args.frames, n) if args.frames is not None else None
         bar = _Progress("segment")
         events = segment_events(image, ckpt, device=args.device, frames=frames, tile=args.tile,
                                 output=args.output)
@@ -264,9 +271,7 @@ def _cmd_evaluate(args) -> int:
     from .core.metrics import evaluate, evaluate_classes
 
     gt, pred = read_labels(args.gt), read_labels(args.pred)
-    frames = None
-    if args.frames:
-        frames = parse_frames(args.frames, 1 if gt.ndim == 2 else gt.shape[0])
+    frames = parse_frames(args.frames, 1 if gt.ndim == 2 else gt.shape[0]) if args.frames is not None else None
     if args.classes:
         print(json.dumps(evaluate_classes(gt, pred, frames=frames)))
     else:
@@ -355,6 +360,9 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .core.config import CROP_BATCH, DEVICES, LOSSES, OPTIMIZERS, OUTPUTS, SAMPLINGS, SEQUENCE_BATCH, TARGETS
+
+    devices = "|".join(DEVICES)
 
     parser = _Parser(prog="napari-cellseq", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"napari-cellseq {__version__}")
@@ -374,25 +382,26 @@ def build_parser() -> argparse.ArgumentParser:
                    "at the end, and on Ctrl-C / SIGTERM)")
     p.add_argument("--max-time", type=_POSITIVE, help="training seconds at most (default 600 unless --iterations)")
     p.add_argument("--iterations", type=_POSITIVE_INT, help="optimiser steps at most")
-    p.add_argument("--device", default="auto", help="auto|cpu|cuda|mps")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", type=_device, default="auto", help=f"{devices} (or cuda:N)")
+    p.add_argument("--seed", type=_SEED, default=0, help="seeds the network's initial weights and the crops")
     p.add_argument("--init", help="model file to continue training from (e.g. one left by an interrupted run)")
     p.add_argument("--batch-size", type=_POSITIVE_INT,
-                   help="crops (frame models, default 4) or sequences (U-LSTM, default 2) per step")
+                   help=f"crops (frame models, default {CROP_BATCH}) or sequences (U-LSTM and other "
+                        f"temporal models, default {SEQUENCE_BATCH}) per step")
     p.add_argument("--crop", type=_number(int, 16, "at least 16"), default=160,
                    help="training crop side in pixels (paper: 160); frames smaller than it are padded")
     p.add_argument("--lr", type=_POSITIVE, help="learning rate (default 3e-3 adam, 1e-4 rmsprop as in the paper)")
-    p.add_argument("--optimizer", choices=["adam", "rmsprop"], default="adam")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
     p.add_argument("--width", type=_POSITIVE_INT, help="base channels of the network")
-    p.add_argument("--target", choices=["3class", "2class", "classes"], default="3class",
+    p.add_argument("--target", choices=TARGETS, default="3class",
                    help="3class/2class: labels are cell instances (3class adds a boundary class that "
                         "separates touching cells); classes: each label value is a class (1 = background, "
                         "2, 3, ... e.g. nucleus, cytoplasm; 0 = unpainted, ignored)")
-    p.add_argument("--loss", choices=["weighted_ce", "normalized_focal", "edge_weighted"],
+    p.add_argument("--loss", choices=LOSSES,
                    help="weighted_ce (U-LSTM paper eq. 8-9), normalized_focal (GRUU-Net) or edge_weighted "
                         "(FCN-GoogLeNet blog); default: the loss of the model's paper (see `models`), or "
                         "that of --init")
-    p.add_argument("--sampling", choices=["uniform", "balanced"], default="uniform",
+    p.add_argument("--sampling", choices=SAMPLINGS, default="uniform",
                    help="crop centres: uniform, or balanced (each class equally likely at the centre)")
     p.add_argument("--val-frames", metavar="FRAMES",
                    help="annotated frames held out of training, e.g. 5,6; for cell (instance) targets the "
@@ -413,11 +422,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "with fewer than 8 channels")
     p.add_argument("--out", required=True, help="labels TIFF (or a folder with --ctc)")
     p.add_argument("--frames", help="only these frames, e.g. 10-19 (others stay 0)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", type=_device, default="auto", help=f"{devices} (or cuda:N)")
     p.add_argument("--tile", type=_number(int, 32, "at least 32"), default=None, metavar="PIXELS",
                    help="largest tile side; bigger frames are cut into overlapping tiles (default 512 on "
                         "CPU, 1536 on GPUs; made smaller automatically when the device runs out of memory)")
-    p.add_argument("--output", choices=["instances", "classes"],
+    p.add_argument("--output", choices=OUTPUTS,
                    help="instances: cell labels 1..n per frame; classes: the class map as painted values "
                         "(1 = background, 2, 3, ...); default: classes for a model trained with --target "
                         "classes, else instances")
@@ -443,8 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=_number(int, 2, "at least 2"), default=12, help="length of the synthetic movie")
     p.add_argument("--annotated", type=_POSITIVE_INT, default=3, help="the first N frames are 'painted'")
     p.add_argument("--iterations", type=_POSITIVE_INT, default=300)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", type=_device, default="auto", help=f"{devices} (or cuda:N)")
+    p.add_argument("--seed", type=_SEED, default=0, help="seeds the synthetic movie and the training")
     p.add_argument("--overwrite", action="store_true", help="replace files of an earlier demo in --out")
     p.set_defaults(func=_cmd_demo)
     return parser
