@@ -4,7 +4,9 @@ A thin shell over :mod:`napari_cellseq.core`; the only place logging is configur
 goes to stderr, results (scores as JSON) to stdout; user errors are one line and exit code 2.
 No existing file is replaced without ``--overwrite`` (checked before any work starts), and every
 file is written atomically. ``train`` stops cleanly on Ctrl-C or SIGTERM: it saves the model
-so far and exits with 130 (Ctrl-C) or 143 (SIGTERM); ``--init`` continues from that file.
+so far and exits with 130 (Ctrl-C) or 143 (SIGTERM); ``--init`` continues from that file. Every
+other command treats SIGTERM as Ctrl-C: it stops, removes its unfinished (hidden temporary)
+output files and exits with 143.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 logger = logging.getLogger("napari_cellseq.cli")
@@ -25,6 +28,32 @@ logger = logging.getLogger("napari_cellseq.cli")
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every ``with`` block cleans up as on Ctrl-C
+    (a BaseException like KeyboardInterrupt: no ``except Exception`` swallows it)."""
+
+
+@contextmanager
+def _sigterm_stops():
+    """While active, SIGTERM raises :class:`_Terminated` in the main thread (once: a second
+    SIGTERM is ignored, so that the clean-up is not cut short). Not installed outside the main
+    thread (e.g. ``main`` called from a worker thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise _Terminated
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 class _Progress:
@@ -76,6 +105,22 @@ def _check_folder(folder: Path) -> None:
             if not parent.is_dir():
                 raise CellseqError(f"{parent} is a file, not a folder; choose another output folder")
             return
+
+
+@contextmanager
+def _new_folders_removed_on_error(folder: Path):
+    """Folders up to ``folder`` that do not exist yet (and are made for an output) are removed
+    again, if still empty, when the ``with`` block fails or is stopped: nothing is left behind."""
+    new = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        yield
+    except BaseException:
+        for path in new:  # deepest first
+            try:
+                path.rmdir()
+            except OSError:  # not empty, or already gone
+                pass
+        raise
 
 
 def _number(kind, low, name_low, high=None):
@@ -253,7 +298,7 @@ def _cmd_segment(args) -> int:
             sink = ctc_mask_writer(out, n, overwrite=args.overwrite, shape=shape[-2:])
         else:
             sink = label_stack_writer(out, shape, overwrite=args.overwrite)
-        with sink as writer:
+        with _new_folders_removed_on_error(out if args.ctc else out.parent), sink as writer:
             for event in itertools.chain([first], events):
                 if isinstance(event, FrameLabels):
                     writer.write(event.index, event.labels)
@@ -471,7 +516,8 @@ def main(argv: list[str] | None = None) -> int:
     from .core.errors import CellseqError
 
     try:
-        return args.func(args)
+        with _sigterm_stops():
+            return args.func(args)
     except CellseqError as err:
         message = " ".join(str(err).split())  # always one line, whatever the message holds
         print(f"napari-cellseq {args.command}: error: {message}", file=sys.stderr)
@@ -483,6 +529,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"napari-cellseq {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except _Terminated:
+        print(f"napari-cellseq {args.command}: stopped by SIGTERM; unfinished output files were removed",
+              file=sys.stderr)
+        return EXIT_TERMINATED
 
 
 if __name__ == "__main__":
