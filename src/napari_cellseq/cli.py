@@ -522,9 +522,13 @@ def main(argv: list[str] | None = None) -> int:
         message = " ".join(str(err).split())  # always one line, whatever the message holds
         print(f"napari-cellseq {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except MemoryError:
+    except (MemoryError, RuntimeError) as err:
+        from .core.inference import is_out_of_memory
+
+        if not (isinstance(err, MemoryError) or is_out_of_memory(err)):
+            raise
         print(f"napari-cellseq {args.command}: error: out of memory; use smaller images (crop or split the "
-              "movie) or, for training, a smaller --crop / --batch-size", file=sys.stderr)
+              "movie) or, for training, a smaller --crop / --batch-size / --width", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print(f"napari-cellseq {args.command}: interrupted", file=sys.stderr)

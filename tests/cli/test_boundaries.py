@@ -116,6 +116,13 @@ def test_train_bad_input_is_one_clear_line(files, movie, one_line_error, argv, m
     assert not (files / "m.pt").exists()
 
 
+def test_more_than_the_memory_is_one_clear_line(files, one_line_error):
+    """A network far too wide to allocate (torch raises RuntimeError, not MemoryError)."""
+    assert main([*TRAIN, "--image", "img.tif", "--labels", "lab.tif", "--width", str(10**7)]) == 2
+    assert "out of memory" in one_line_error("train")
+    assert not (files / "m.pt").exists()
+
+
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads any file")
 def test_unreadable_file(files, one_line_error):
     (files / "img.tif").chmod(0)
