@@ -1,4 +1,4 @@
-"""Command line: ``napari-cellseq train | segment | evaluate | models | demo``.
+"""Command line: ``napari-cellseq train | segment | evaluate | export-bioimageio | models | demo``.
 
 A thin shell over :mod:`napari_cellseq.core`; the only place logging is configured. Progress
 goes to stderr, results (scores as JSON) to stdout; user errors are one line and exit code 2.
@@ -166,7 +166,8 @@ def _model_config(args):
 
 def _cmd_train(args) -> int:
     from .core.config import DataConfig, TrainConfig
-    from .core.io import parse_frames, read_image, read_labels, select_channel
+    from .core.io.sources import read_movie, read_training_labels
+    from .core.io import parse_frames
     from .core.pipeline import load_model, prepare_training_inputs
     from .core.training import train
 
@@ -175,11 +176,12 @@ def _cmd_train(args) -> int:
     if args.init is None or args.model:
         _model_config(args)  # an unknown --model fails here, before the images are read
     init = load_model(args.init) if args.init else None
-    image = select_channel(read_image(args.image), args.channel)
-    labels = read_labels(args.labels)
+    image = read_movie(args.image, args.channel)  # TIFF, CTC sequence folder or OME-Zarr
+    labels, frames = read_training_labels(args.labels, image.shape)  # frames: from CTC man_seg names
     n_frames = 1 if image.ndim == 2 else max(image.shape[0], 1)
     # an empty value ("") is not the absent flag: parse_frames refuses it ("empty frame selection")
-    frames = parse_frames(args.frames, n_frames) if args.frames is not None else None
+    if args.frames is not None:
+        frames = parse_frames(args.frames, n_frames)
     validation_frames = parse_frames(args.val_frames, n_frames) if args.val_frames is not None else None
     image, labels = prepare_training_inputs(image, labels, frames)
     max_time = args.max_time
@@ -267,19 +269,21 @@ def _cmd_segment(args) -> int:
     (renamed into place at the end), so memory does not grow with the movie's length."""
     from .core.errors import CellseqError
     from .core.events import Done, FrameDone
-    from .core.io import (check_image_layout, ctc_mask_name, ctc_mask_writer, label_stack_writer,
-                          open_image, parse_frames, select_channel)
+    from .core.io.sources import open_movie
+    from .core.io import check_image_layout, ctc_mask_name, ctc_mask_writer, label_stack_writer, parse_frames
     from .core.pipeline import FrameLabels, load_model, segment_events
 
     out = Path(args.out)
-    if not args.ctc:
+    into_zarr = _exchange_outputs_checked(args, out)  # OME-Zarr labels group, --rois
+    if into_zarr:
+        pass  # checked above
+    elif not args.ctc:
         _check_out(out, args.overwrite)
     elif out.exists() and not out.is_dir():
         raise CellseqError(f"{out} is a file, but --ctc writes mask files into a folder: give a folder for --out")
     else:
         _check_folder(out)
-    with open_image(args.image) as raw:
-        image = select_channel(raw, args.channel)
+    with open_movie(args.image, args.channel) as image:  # TIFF, CTC sequence folder or OME-Zarr
         shape = tuple(int(v) for v in image.shape)
         check_image_layout(shape, image.dtype)
         n = 1 if len(shape) == 2 else shape[0]
@@ -294,14 +298,21 @@ def _cmd_segment(args) -> int:
         events = segment_events(image, ckpt, device=args.device, frames=frames, tile=args.tile,
                                 output=args.output)
         first = next(events)  # the input is checked before the first event: no file is made for bad input
-        if args.ctc:
+        if into_zarr:
+            from .core.io.ome_zarr import ome_zarr_labels_writer
+
+            sink = ome_zarr_labels_writer(out, args.labels_name, overwrite=args.overwrite)
+        elif args.ctc:
             sink = ctc_mask_writer(out, n, overwrite=args.overwrite, shape=shape[-2:])
         else:
             sink = label_stack_writer(out, shape, overwrite=args.overwrite)
-        with _new_folders_removed_on_error(out if args.ctc else out.parent), sink as writer:
+        with _new_folders_removed_on_error(out if args.ctc else out.parent), sink as writer, \
+                _rois_sink(args, n) as rois:
             for event in itertools.chain([first], events):
                 if isinstance(event, FrameLabels):
                     writer.write(event.index, event.labels)
+                    if rois is not None:
+                        rois.write(event.index, event.labels)
                 if isinstance(event, FrameDone):
                     bar.update(event.index / max(event.total, 1), f"frame {event.index + 1}/{event.total}")
                 elif isinstance(event, Done):
@@ -309,6 +320,40 @@ def _cmd_segment(args) -> int:
                     bar.close()
     logger.info("wrote %s", out)
     return 0
+
+
+def _exchange_outputs_checked(args, out: Path) -> bool:
+    """Check the exchange outputs of ``segment`` before any work; True when ``--out`` is an
+    OME-Zarr image (the labels go into its ``labels/`` group)."""
+    from .core.errors import CellseqError
+    from .core.io.ome_zarr import is_ome_zarr
+
+    if args.rois:
+        rois = Path(args.rois)
+        if rois.suffix.lower() != ".zip":
+            raise CellseqError(f"--rois {rois}: an ImageJ ROI set is a .zip file, e.g. {rois.with_suffix('.zip').name}")
+        _check_out(rois, args.overwrite, "--rois")
+    if not is_ome_zarr(out):
+        if out.suffix.lower() == ".zarr":
+            raise CellseqError(f"--out {out} is not an OME-Zarr image: labels are written into the labels/ group of "
+                               "an existing OME-Zarr image (e.g. the --image itself)")
+        return False
+    if args.ctc:
+        raise CellseqError("--ctc writes mask files into a folder, not into an OME-Zarr image; drop one of them")
+    target = out / "labels" / args.labels_name
+    if target.exists() and not args.overwrite:
+        raise CellseqError(f"{target} exists: pass --overwrite or choose another --labels-name")
+    return True
+
+
+def _rois_sink(args, n_frames: int):
+    from contextlib import nullcontext
+
+    if not args.rois:
+        return nullcontext(None)
+    from .core.io.imagej_rois import imagej_roi_writer
+
+    return imagej_roi_writer(args.rois, n_frames, overwrite=args.overwrite)
 
 
 def _cmd_evaluate(args) -> int:
@@ -396,6 +441,43 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_export_bioimageio(args) -> int:
+    from .core.bioimageio.export import export_bioimageio, require_bioimageio
+    from .core.io import read_image, select_channel
+
+    require_bioimageio()  # a missing extra is one line, before anything is read
+    out = Path(args.out)
+    _check_out(out, args.overwrite)
+    image = select_channel(read_image(args.image), args.channel) if args.image else None
+    export_bioimageio(args.model, out, image, name=args.name, authors=args.author or ("napari-cellseq user",),
+                      window=args.window, frame=args.frame, overwrite=args.overwrite, test=args.test)
+    logger.info("wrote %s (validated offline with bioimageio.spec%s)", out,
+                " and its model test passed with bioimageio.core" if args.test else "")
+    return 0
+
+
+def _add_export_bioimageio_parser(sub) -> None:
+    from .core.bioimageio.export import DEFAULT_WINDOW
+
+    p = sub.add_parser("export-bioimageio", help="write a model as a BioImage Model Zoo package (.zip, format 0.5)")
+    p.add_argument("model", help="model file from `train`")
+    p.add_argument("--out", required=True, help="package to write, NAME.zip")
+    p.add_argument("--image", help="sample image TIFF whose frames (centre crop <= 256x256) become the "
+                   "package's test input (default: the built-in synthetic movie)")
+    p.add_argument("--channel", type=_CHANNEL, metavar="N", help="channel N of a multichannel --image")
+    p.add_argument("--frame", type=_number(int, 0, "0 or more"), default=0,
+                   help="first frame of --image used as test input (default 0)")
+    p.add_argument("--window", type=_POSITIVE_INT, default=DEFAULT_WINDOW,
+                   help=f"U-LSTM only: frames on the package's time axis (default {DEFAULT_WINDOW}, the "
+                        "paper's unroll length); the recurrent state starts at zero in each window")
+    p.add_argument("--name", help="package name (default: napari-cellseq NETWORK)")
+    p.add_argument("--author", action="append", metavar="NAME", help="author name (repeat for several)")
+    p.add_argument("--no-test", dest="test", action="store_false",
+                   help="skip bioimageio.core's model test (the package is still validated)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=_cmd_export_bioimageio)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with usage errors as one line (``napari-cellseq train: error: ...``), exit code 2."""
 
@@ -415,11 +497,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a network on the annotated frames of a movie")
-    p.add_argument("--image", required=True, help="image TIFF, (Y,X) or (T,Y,X)")
+    p.add_argument("--image", required=True, help="image TIFF, (Y,X) or (T,Y,X); or a Cell Tracking Challenge "
+                   "sequence folder (DATA/01 with t000.tif, ...); or an OME-Zarr image (.zarr, level 0)")
     p.add_argument("--channel", type=_CHANNEL, metavar="N",
                    help="use channel N (from 0) of a multichannel image: (Y,X,C), (T,Y,X,C) or (T,C,Y,X) "
                         "with fewer than 8 channels, e.g. --channel 1 for the green of an RGB image")
-    p.add_argument("--labels", required=True, help="labels TIFF of the same shape (0 = unpainted)")
+    p.add_argument("--labels", required=True, help="labels TIFF of the same shape (0 = unpainted), or a Cell "
+                   "Tracking Challenge ground truth folder (DATA/01_GT/SEG with man_seg000.tif, ...: the annotated "
+                   "frames are those with a file)")
     p.add_argument("--frames", help="frames to learn from, e.g. 0-4,7 (default: every frame with labels)")
     p.add_argument("--model", default=None, help="network (see `napari-cellseq models`; default unet, "
                    "or the network of --init)")
@@ -461,11 +546,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("segment", help="segment every frame of a movie with a trained model")
     p.add_argument("--model", required=True, help="model file from `train`")
-    p.add_argument("--image", required=True, help="image TIFF, (Y,X) or (T,Y,X)")
+    p.add_argument("--image", required=True, help="image TIFF, (Y,X) or (T,Y,X); or a Cell Tracking Challenge "
+                   "sequence folder (DATA/01 with t000.tif, ...); or an OME-Zarr image (.zarr, level 0)")
     p.add_argument("--channel", type=_CHANNEL, metavar="N",
                    help="use channel N (from 0) of a multichannel image: (Y,X,C), (T,Y,X,C) or (T,C,Y,X) "
                         "with fewer than 8 channels")
-    p.add_argument("--out", required=True, help="labels TIFF (or a folder with --ctc)")
+    p.add_argument("--out", required=True, help="labels TIFF, a folder with --ctc, or an OME-Zarr image (the "
+                   "labels go into its labels/ group)")
     p.add_argument("--frames", help="only these frames, e.g. 10-19 (others stay 0)")
     p.add_argument("--device", type=_device, default="auto", help=f"{devices} (or cuda:N)")
     p.add_argument("--tile", type=_number(int, 32, "at least 32"), default=None, metavar="PIXELS",
@@ -475,7 +562,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instances: cell labels 1..n per frame; classes: the class map as painted values "
                         "(1 = background, 2, 3, ...); default: classes for a model trained with --target "
                         "classes, else instances")
-    p.add_argument("--ctc", action="store_true", help="write maskNNN.tif files into the --out folder")
+    p.add_argument("--ctc", action="store_true", help="write maskNNN.tif files into the --out folder "
+                   "(Cell Tracking Challenge results, e.g. --image DATA/01 --out DATA/01_RES)")
+    p.add_argument("--rois", metavar="FILE.zip", help="also write an ImageJ / Fiji ROI set: one polygon per cell "
+                   "and frame, the frame as its position (open it in Fiji's ROI Manager)")
+    p.add_argument("--labels-name", default="cellseq", metavar="NAME",
+                   help="when --out is an OME-Zarr image: the labels are written to OUT/labels/NAME (default cellseq)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=_cmd_segment)
 
@@ -487,6 +579,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score class maps (painted values, 1 = background, 0 = unpainted and not scored): "
                         "per-class Dice, mean Dice and pixel accuracy")
     p.set_defaults(func=_cmd_evaluate)
+
+    _add_export_bioimageio_parser(sub)
 
     p = sub.add_parser("models", help="list the available networks")
     p.set_defaults(func=_cmd_models)
