@@ -1,4 +1,5 @@
-"""Export dock widget (magicgui): labels as a TIFF stack or Cell Tracking Challenge masks; model files.
+"""Export dock widget (magicgui): labels as a TIFF stack, Cell Tracking Challenge masks or an ImageJ
+ROI set; model files, and the current model as a BioImage Model Zoo package.
 
 Nothing is overwritten unless "overwrite existing files" is ticked. The model actions sit in
 :attr:`ExportWidget.model_actions`, a row of buttons: another export (a model zoo package, ROIs)
@@ -51,13 +52,19 @@ class ExportWidget(Container):
                              tooltip="a .tif file (TIFF stack) or a folder (CTC masks)")
         self.overwrite = CheckBox(value=False, text="overwrite existing files")
         self.export_button = PushButton(text="Export labels")
+        self.rois_button = PushButton(text="Export ImageJ ROIs…",
+                                      tooltip="a .zip ROI set for Fiji's ROI Manager: one polygon per cell and frame")
         self.reason = text_label()
         self.model_text = text_label()
         self.save_model_button = PushButton(text="Save model as…")
         self.load_model_button = PushButton(text="Load model…")
-        self.model_actions = row(self.save_model_button, self.load_model_button)
-        self.extend([self.labels_layer, self.format, self.path, self.overwrite, self.export_button,
-                     self.reason, self.model_text, self.model_actions])
+        self.zoo_button = PushButton(text="Export to BioImage Model Zoo…",
+                                     tooltip="the current model as a bioimage.io package (.zip, format 0.5), "
+                                             "validated and tested offline")
+        self.model_actions = row(self.save_model_button, self.load_model_button, self.zoo_button)
+        self._zoo_worker = None
+        self.extend([self.labels_layer, self.format, self.path, self.overwrite,
+                     row(self.export_button, self.rois_button), self.reason, self.model_text, self.model_actions])
         for label in (self.reason, self.model_text):
             label.label = ""
         self.reason.native.setStyleSheet("color: #e8a33d")
@@ -66,6 +73,8 @@ class ExportWidget(Container):
         self.export_button.changed.connect(self.export_labels)
         self.save_model_button.changed.connect(self._on_save_model_clicked)
         self.load_model_button.changed.connect(self._on_load_model_clicked)
+        self.rois_button.changed.connect(self._on_rois_clicked)
+        self.zoo_button.changed.connect(self._on_zoo_clicked)
         self.changed.connect(self.validate)
         connect_while_alive(self.state.events.model_path, self._on_model_path, self.native)
         self._on_model_path()
@@ -86,6 +95,7 @@ class ExportWidget(Container):
         self.reason.value = problem or ""
         self.reason.visible = bool(problem)
         self.export_button.enabled = problem is None
+        self.rois_button.enabled = self.labels_layer.value is not None
         return problem
 
     def _on_format(self, *_args) -> None:
@@ -124,6 +134,7 @@ class ExportWidget(Container):
         path = self.state.model_path
         self.model_text.value = f"current model: {path}" if path else "no current model yet"
         self.save_model_button.enabled = bool(path)
+        self.zoo_button.enabled = bool(path) and self._zoo_worker is None
 
     def _on_save_model_clicked(self, *_args) -> None:
         from qtpy.QtWidgets import QFileDialog
@@ -152,6 +163,86 @@ class ExportWidget(Container):
             return None
         show_info(f"model saved to {out}")
         return out
+
+    # ------------------------------------------------------------------ exchange
+    def _on_rois_clicked(self, *_args) -> None:
+        from qtpy.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getSaveFileName(self.native, "Export ImageJ ROIs", "rois.zip", "ImageJ ROI set (*.zip)")
+        if path:  # the dialog has asked about replacing
+            self.export_rois(path, overwrite=True)
+
+    def export_rois(self, path: str | Path, overwrite: bool | None = None) -> Path | None:
+        """Write the chosen labels layer as an ImageJ ROI set (:func:`~napari_cellseq.core.io.write_imagej_rois`)."""
+        from ..core.io import write_imagej_rois
+
+        overwrite = self.overwrite.value if overwrite is None else overwrite
+        layer = self.labels_layer.value
+        if layer is None:
+            show_error("choose a labels layer to export as ROIs")
+            return None
+        path = Path(path)
+        if path.suffix.lower() != ".zip":
+            path = path.with_name(path.name + ".zip")
+        try:
+            out = write_imagej_rois(path, labels_for_tiff(layer.data), overwrite=overwrite)
+        except OutputExistsError as err:
+            show_error(f"{str(err).split(';')[0]}: tick 'overwrite existing files' to replace it")
+            return None
+        except (CellseqError, ValueError, OSError) as err:
+            show_error(f"ROI export failed: {err}")
+            return None
+        show_info(f"{layer.name!r} written as ImageJ ROIs to {out}")
+        return out
+
+    def _on_zoo_clicked(self, *_args) -> None:
+        from qtpy.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getSaveFileName(self.native, "Export to BioImage Model Zoo", "model.zip",
+                                              "bioimage.io package (*.zip)")
+        if path:
+            self.export_model_zoo(path, overwrite=True)
+
+    def export_model_zoo(self, path: str | Path, overwrite: bool | None = None):
+        """Write the current model as a BioImage Model Zoo package in a worker thread.
+
+        Runs :func:`~napari_cellseq.core.bioimageio.export_bioimageio` (validation and the zoo's
+        model test included, tens of seconds) on the synthetic movie's frames as test input; the
+        result or error is a notification. Returns the worker, or None when nothing started.
+        """
+        from napari.qt.threading import create_worker
+
+        from ..core.bioimageio.export import export_bioimageio, require_bioimageio
+
+        overwrite = self.overwrite.value if overwrite is None else overwrite
+        model, out = self.state.model_path, Path(path)  # snapshot before the worker starts
+        if out.suffix.lower() != ".zip":
+            out = out.with_name(out.name + ".zip")
+        try:
+            if not model:
+                raise CellseqError("there is no model to export: train or load one first")
+            require_bioimageio()
+            if out.exists() and not overwrite:
+                raise OutputExistsError(f"{out} already exists")
+        except OutputExistsError as err:
+            show_error(f"{str(err).split(';')[0]}: tick 'overwrite existing files' to replace it")
+            return None
+        except CellseqError as err:
+            show_error(str(err))
+            return None
+        worker = create_worker(export_bioimageio, model, out, None, overwrite=overwrite, _start_thread=False)
+        worker.returned.connect(lambda written: show_info(f"BioImage Model Zoo package written to {written} "
+                                                          "(validated; its model test passed)"))
+        worker.errored.connect(lambda err: show_error(f"model zoo export failed: {err}"))
+        worker.finished.connect(self._on_zoo_finished)
+        self._zoo_worker = worker
+        self.zoo_button.enabled = False
+        worker.start()
+        return worker
+
+    def _on_zoo_finished(self, *_args) -> None:
+        self._zoo_worker = None
+        self._on_model_path()
 
     def load_model(self, path: str | Path) -> bool:
         """Make ``path`` the current model (the GUI's one :func:`~._model_files.load_model_into`)."""
