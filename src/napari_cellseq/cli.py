@@ -4,7 +4,9 @@ A thin shell over :mod:`napari_cellseq.core`; the only place logging is configur
 goes to stderr, results (scores as JSON) to stdout; user errors are one line and exit code 2.
 No existing file is replaced without ``--overwrite`` (checked before any work starts), and every
 file is written atomically. ``train`` stops cleanly on Ctrl-C or SIGTERM: it saves the model
-so far and exits with 130 (Ctrl-C) or 143 (SIGTERM); ``--init`` continues from that file.
+so far and exits with 130 (Ctrl-C) or 143 (SIGTERM); ``--init`` continues from that file. Every
+other command treats SIGTERM as Ctrl-C: it stops, removes its unfinished (hidden temporary)
+output files and exits with 143.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import argparse
 import itertools
 import json
 import logging
+import math
 import signal
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 logger = logging.getLogger("napari_cellseq.cli")
@@ -24,6 +28,32 @@ logger = logging.getLogger("napari_cellseq.cli")
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every ``with`` block cleans up as on Ctrl-C
+    (a BaseException like KeyboardInterrupt: no ``except Exception`` swallows it)."""
+
+
+@contextmanager
+def _sigterm_stops():
+    """While active, SIGTERM raises :class:`_Terminated` in the main thread (once: a second
+    SIGTERM is ignored, so that the clean-up is not cut short). Not installed outside the main
+    thread (e.g. ``main`` called from a worker thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise _Terminated
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 class _Progress:
@@ -77,15 +107,31 @@ def _check_folder(folder: Path) -> None:
             return
 
 
-def _number(kind, low, name_low):
-    """An argparse type: ``kind`` (int or float) of at least ``low``."""
+@contextmanager
+def _new_folders_removed_on_error(folder: Path):
+    """Folders up to ``folder`` that do not exist yet (and are made for an output) are removed
+    again, if still empty, when the ``with`` block fails or is stopped: nothing is left behind."""
+    new = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        yield
+    except BaseException:
+        for path in new:  # deepest first
+            try:
+                path.rmdir()
+            except OSError:  # not empty, or already gone
+                pass
+        raise
+
+
+def _number(kind, low, name_low, high=None):
+    """An argparse type: a finite ``kind`` (int or float) of at least ``low`` (and below ``high``)."""
 
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
-        if not value >= low or value != value:
+        if not low <= value < (math.inf if high is None else high):  # also refuses nan and inf
             raise argparse.ArgumentTypeError(f"must be {name_low}, got {text}")
         return value
 
@@ -95,6 +141,18 @@ def _number(kind, low, name_low):
 _POSITIVE_INT = _number(int, 1, "at least 1")
 _POSITIVE = _number(float, 1e-12, "positive")
 _CHANNEL = _number(int, 0, "0 or more (channels are counted from 0)")
+_SEED = _number(int, 0, "a whole number from 0 to 2**64 - 1", high=1 << 64)
+
+
+def _device(text: str) -> str:
+    """An argparse type: one of the devices of the vocabulary, optionally ``cuda:N``."""
+    from .core.config import check_device
+    from .core.errors import InputError
+
+    try:
+        return check_device(text.lower())
+    except InputError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _model_config(args):
@@ -107,8 +165,6 @@ def _model_config(args):
 
 
 def _cmd_train(args) -> int:
-    from dataclasses import replace
-
     from .core.config import DataConfig, TrainConfig
     from .core.io.sources import read_movie, read_training_labels
     from .core.io import parse_frames
@@ -123,20 +179,20 @@ def _cmd_train(args) -> int:
     image = read_movie(args.image, args.channel)  # TIFF, CTC sequence folder or OME-Zarr
     labels, frames = read_training_labels(args.labels, image.shape)  # frames: from CTC man_seg names
     n_frames = 1 if image.ndim == 2 else max(image.shape[0], 1)
-    if args.frames:
+    # an empty value ("") is not the absent flag: parse_frames refuses it ("empty frame selection")
+    if args.frames is not None:
         frames = parse_frames(args.frames, n_frames)
-    validation_frames = parse_frames(args.val_frames, n_frames) if args.val_frames else None
+    validation_frames = parse_frames(args.val_frames, n_frames) if args.val_frames is not None else None
     image, labels = prepare_training_inputs(image, labels, frames, args.target)
     max_time = args.max_time
     if max_time is None and args.iterations is None:
         max_time = 600.0
+    lr = args.lr if args.lr is not None else (TrainConfig().lr if args.optimizer == "adam" else 1e-4)
     train_config = TrainConfig(
         iterations=args.iterations, max_time=max_time, batch_size=args.batch_size,
-        optimizer=args.optimizer, lr=args.lr, seed=args.seed, device=args.device,
+        optimizer=args.optimizer, lr=lr, seed=args.seed, device=args.device,
         checkpoint_every=args.checkpoint_every, loss=args.loss, calibrate=args.calibrate,
     )
-    if args.lr is None:
-        train_config = replace(train_config, lr=TrainConfig().lr if args.optimizer == "adam" else 1e-4)
     data_config = DataConfig(target=args.target, crop_size=args.crop, sampling=args.sampling)
     model_config = _model_config(args) if init is None or args.model else None
     stop = threading.Event()
@@ -235,9 +291,7 @@ def _cmd_segment(args) -> int:
         if args.ctc:
             refuse_existing([out / ctc_mask_name(t, n) for t in range(n)], args.overwrite, "another --out folder")
         ckpt = load_model(args.model)
-        frames = None
-        if args.frames:
-            frames = parse_frames(args.frames, n)
+        frames = parse_frames(args.frames, n) if args.frames is not None else None
         bar = _Progress("segment")
         events = segment_events(image, ckpt, device=args.device, frames=frames, tile=args.tile,
                                 output=args.output)
@@ -250,7 +304,8 @@ def _cmd_segment(args) -> int:
             sink = ctc_mask_writer(out, n, overwrite=args.overwrite, shape=shape[-2:])
         else:
             sink = label_stack_writer(out, shape, overwrite=args.overwrite)
-        with sink as writer, _rois_sink(args, n) as rois:
+        with _new_folders_removed_on_error(out if args.ctc else out.parent), sink as writer, \
+                _rois_sink(args, n) as rois:
             for event in itertools.chain([first], events):
                 if isinstance(event, FrameLabels):
                     writer.write(event.index, event.labels)
@@ -304,9 +359,7 @@ def _cmd_evaluate(args) -> int:
     from .core.metrics import evaluate, evaluate_classes
 
     gt, pred = read_labels(args.gt), read_labels(args.pred)
-    frames = None
-    if args.frames:
-        frames = parse_frames(args.frames, 1 if gt.ndim == 2 else gt.shape[0])
+    frames = parse_frames(args.frames, 1 if gt.ndim == 2 else gt.shape[0]) if args.frames is not None else None
     if args.classes:
         print(json.dumps(evaluate_classes(gt, pred, frames=frames)))
     else:
@@ -429,6 +482,9 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .core.config import CROP_BATCH, DEVICES, LOSSES, OPTIMIZERS, OUTPUTS, SAMPLINGS, SEQUENCE_BATCH, TARGETS
+
+    devices = "|".join(DEVICES)
 
     parser = _Parser(prog="napari-cellseq", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"napari-cellseq {__version__}")
@@ -451,25 +507,26 @@ def build_parser() -> argparse.ArgumentParser:
                    "at the end, and on Ctrl-C / SIGTERM)")
     p.add_argument("--max-time", type=_POSITIVE, help="training seconds at most (default 600 unless --iterations)")
     p.add_argument("--iterations", type=_POSITIVE_INT, help="optimiser steps at most")
-    p.add_argument("--device", default="auto", help="auto|cpu|cuda|mps")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", type=_device, default="auto", help=f"{devices} (or cuda:N)")
+    p.add_argument("--seed", type=_SEED, default=0, help="seeds the network's initial weights and the crops")
     p.add_argument("--init", help="model file to continue training from (e.g. one left by an interrupted run)")
     p.add_argument("--batch-size", type=_POSITIVE_INT,
-                   help="crops (frame models, default 4) or sequences (U-LSTM, default 2) per step")
+                   help=f"crops (frame models, default {CROP_BATCH}) or sequences (U-LSTM and other "
+                        f"temporal models, default {SEQUENCE_BATCH}) per step")
     p.add_argument("--crop", type=_number(int, 16, "at least 16"), default=160,
                    help="training crop side in pixels (paper: 160); frames smaller than it are padded")
     p.add_argument("--lr", type=_POSITIVE, help="learning rate (default 3e-3 adam, 1e-4 rmsprop as in the paper)")
-    p.add_argument("--optimizer", choices=["adam", "rmsprop"], default="adam")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
     p.add_argument("--width", type=_POSITIVE_INT, help="base channels of the network")
-    p.add_argument("--target", choices=["3class", "2class", "classes"], default="3class",
+    p.add_argument("--target", choices=TARGETS, default="3class",
                    help="3class/2class: labels are cell instances (3class adds a boundary class that "
                         "separates touching cells); classes: each label value is a class (1 = background, "
                         "2, 3, ... e.g. nucleus, cytoplasm; 0 = unpainted, ignored)")
-    p.add_argument("--loss", choices=["weighted_ce", "normalized_focal", "edge_weighted"],
+    p.add_argument("--loss", choices=LOSSES,
                    help="weighted_ce (U-LSTM paper eq. 8-9), normalized_focal (GRUU-Net) or edge_weighted "
                         "(FCN-GoogLeNet blog); default: the loss of the model's paper (see `models`), or "
                         "that of --init")
-    p.add_argument("--sampling", choices=["uniform", "balanced"], default="uniform",
+    p.add_argument("--sampling", choices=SAMPLINGS, default="uniform",
                    help="crop centres: uniform, or balanced (each class equally likely at the centre)")
     p.add_argument("--val-frames", metavar="FRAMES",
                    help="annotated frames held out of training, e.g. 5,6; for cell (instance) targets the "
@@ -492,11 +549,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="labels TIFF, a folder with --ctc, or an OME-Zarr image (the "
                    "labels go into its labels/ group)")
     p.add_argument("--frames", help="only these frames, e.g. 10-19 (others stay 0)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", type=_device, default="auto", help=f"{devices} (or cuda:N)")
     p.add_argument("--tile", type=_number(int, 32, "at least 32"), default=None, metavar="PIXELS",
                    help="largest tile side; bigger frames are cut into overlapping tiles (default 512 on "
                         "CPU, 1536 on GPUs; made smaller automatically when the device runs out of memory)")
-    p.add_argument("--output", choices=["instances", "classes"],
+    p.add_argument("--output", choices=OUTPUTS,
                    help="instances: cell labels 1..n per frame; classes: the class map as painted values "
                         "(1 = background, 2, 3, ...); default: classes for a model trained with --target "
                         "classes, else instances")
@@ -529,8 +586,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=_number(int, 2, "at least 2"), default=12, help="length of the synthetic movie")
     p.add_argument("--annotated", type=_POSITIVE_INT, default=3, help="the first N frames are 'painted'")
     p.add_argument("--iterations", type=_POSITIVE_INT, default=300)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", type=_device, default="auto", help=f"{devices} (or cuda:N)")
+    p.add_argument("--seed", type=_SEED, default=0, help="seeds the synthetic movie and the training")
     p.add_argument("--overwrite", action="store_true", help="replace files of an earlier demo in --out")
     p.set_defaults(func=_cmd_demo)
     return parser
@@ -548,18 +605,27 @@ def main(argv: list[str] | None = None) -> int:
     from .core.errors import CellseqError
 
     try:
-        return args.func(args)
+        with _sigterm_stops():
+            return args.func(args)
     except CellseqError as err:
         message = " ".join(str(err).split())  # always one line, whatever the message holds
         print(f"napari-cellseq {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except MemoryError:
+    except (MemoryError, RuntimeError) as err:
+        from .core.inference import is_out_of_memory
+
+        if not (isinstance(err, MemoryError) or is_out_of_memory(err)):
+            raise
         print(f"napari-cellseq {args.command}: error: out of memory; use smaller images (crop or split the "
-              "movie) or, for training, a smaller --crop / --batch-size", file=sys.stderr)
+              "movie) or, for training, a smaller --crop / --batch-size / --width", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print(f"napari-cellseq {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except _Terminated:
+        print(f"napari-cellseq {args.command}: stopped by SIGTERM; unfinished output files were removed",
+              file=sys.stderr)
+        return EXIT_TERMINATED
 
 
 if __name__ == "__main__":
