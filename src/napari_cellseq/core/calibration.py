@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from .data.normalize import sample_stride
 from .inference import segmentation_predictor
 from .metrics import evaluate, pixel_roc
 from .postprocess import labels_from_probabilities
@@ -34,10 +35,6 @@ __all__ = [
     "calibration_frames",
     "calibrate_threshold",
 ]
-
-# At most this many validation pixels enter the ROC (an even subsample beyond it): the sort of
-# the scores stays well under a second.
-_ROC_PIXELS = 4_000_000
 
 
 def youden_threshold(fpr: np.ndarray, tpr: np.ndarray, thresholds: np.ndarray) -> float:
@@ -74,9 +71,8 @@ def foreground_roc(
         scores.append((1.0 - probs[0])[keep])
         labels.append(truth[index[t]][keep])
     s, y = np.concatenate(scores), np.concatenate(labels)
-    if s.size > _ROC_PIXELS:
-        step = -(-s.size // _ROC_PIXELS)
-        s, y = s[::step], y[::step]
+    step = sample_stride(s.size)  # at most SAMPLE_PIXELS: the sort of the scores stays under a second
+    s, y = s[::step], y[::step]
     fpr, tpr, thresholds, auc = pixel_roc(s, y)
     threshold = youden_threshold(fpr, tpr, thresholds)
     logger.info("pixel-wise ROC on validation frames %s: AUC %.4f, threshold %.4f (Youden's J)",

@@ -26,10 +26,11 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from .config import INSTANCE_CLASSES, OUTPUTS
 from .errors import InputError
+from .io import label_dtype as smallest_label_dtype  # the one label-dtype rule, under its old name here
 
 __all__ = [
-    "TARGETS",
     "OUTPUTS",
     "smallest_label_dtype",
     "instances_from_classes",
@@ -38,33 +39,13 @@ __all__ = [
     "labels_from_probabilities",
 ]
 
-#: What segmentation writes: instance labels or the class map (painted values, class + 1).
-OUTPUTS = ("instances", "classes")
-
-#: Number of classes of each target kind.
-TARGETS: dict[str, int] = {"2class": 2, "3class": 3}
-
-
-def smallest_label_dtype(n: int) -> np.dtype:
-    """The unsigned dtype for a label image with ids ``0..n``.
-
-    ``uint16`` when ``n < 65536``, else ``uint32`` (``uint64`` beyond ``2**32 - 1``).
-    """
-    if n < 0:
-        raise ValueError(f"number of labels must be >= 0, got {n}")
-    if n < 1 << 16:
-        return np.dtype(np.uint16)
-    if n < 1 << 32:
-        return np.dtype(np.uint32)
-    return np.dtype(np.uint64)
-
 
 def _check_target(target: str) -> int:
-    if target not in TARGETS:
+    if target not in INSTANCE_CLASSES:
         raise InputError(
-            f"target is {target!r}: pass one of {sorted(TARGETS)} (the network's class layout)"
+            f"target is {target!r}: pass one of {sorted(INSTANCE_CLASSES)} (the network's class layout)"
         )
-    return TARGETS[target]
+    return INSTANCE_CLASSES[target]
 
 
 def _check_int(value: Any, name: str, low: int, high: int | None = None) -> int:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from skimage.segmentation import relabel_sequential
 
-from ..config import DataConfig
+from ..config import INSTANCE_CLASSES, TARGETS, DataConfig
 from ..errors import InputError
 from .augment import crop_grid, random_transform, sample
 from .normalize import OUTSIDE, normalize, percentile_range
@@ -31,10 +31,8 @@ from .targets import MAX_CLASSES, class_targets, weight_map
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["as_movie", "annotated_frames", "target_classes", "TrainingSet", "Batch", "SAMPLING", "TARGET_KINDS"]
+__all__ = ["as_movie", "annotated_frames", "target_classes", "TrainingSet", "Batch"]
 
-SAMPLING = ("uniform", "balanced")
-TARGET_KINDS = ("3class", "2class", "classes")
 # Balanced sampling keeps at most this many candidate centre pixels per class (a random subset).
 _POOL_MAX = 1 << 20
 
@@ -59,10 +57,10 @@ def target_classes(target: str, labels: np.ndarray, frames: list[int],
     over ``frames`` (``background_label`` is class 0), which must be 2..MAX_CLASSES. Reads only
     ``labels[t]`` for ``t`` in ``frames`` (so a lazy label stack is read frame by frame).
     """
-    if target not in TARGET_KINDS:
-        raise InputError(f"unknown target {target!r}: choose one of {', '.join(TARGET_KINDS)}")
     if target != "classes":
-        return {"2class": 2, "3class": 3}[target]
+        if target not in INSTANCE_CLASSES:
+            raise InputError(f"unknown target {target!r}: choose one of {', '.join(TARGETS)}")
+        return INSTANCE_CLASSES[target]
     top = 0
     for t in frames:
         values = np.unique(np.asarray(labels[t]))
@@ -127,8 +125,6 @@ class TrainingSet:
         weighting: str = "separation",
         edge_weight: float = 10.0,
     ):
-        if config.sampling not in SAMPLING:
-            raise InputError(f"unknown sampling {config.sampling!r}: choose one of {', '.join(SAMPLING)}")
         self.weighting, self.edge_weight = weighting, float(edge_weight)
         image, labels = as_movie(np.asarray(image)), as_movie(np.asarray(labels))
         if image.shape != labels.shape:

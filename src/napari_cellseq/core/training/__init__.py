@@ -32,7 +32,8 @@ from ..config import DataConfig, ModelConfig, PostprocessConfig, TrainConfig
 from ..errors import CellseqError
 from ..events import Done, Event
 from .loop import CHUNKS_PER_SEQUENCE, run
-from .plan import CROP_BATCH, SEQUENCE_BATCH, TrainPlan, plan_run
+from ..config import CROP_BATCH, SEQUENCE_BATCH
+from .plan import TrainPlan, plan_run
 from .record import ThresholdChoice, TrainingRecord, ValidationRecord
 
 __all__ = [

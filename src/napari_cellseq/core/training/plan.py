@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from ..checkpoint import Checkpoint, load_checkpoint
-from ..config import DataConfig, ModelConfig, PostprocessConfig, TrainConfig
+from ..config import CROP_BATCH, SEQUENCE_BATCH, DataConfig, ModelConfig, PostprocessConfig, TrainConfig
 from ..data.dataset import annotated_frames, as_movie, target_classes
 from ..device import resolve_device
 from ..errors import CellseqError, InputError
@@ -31,14 +31,7 @@ from ..pipeline import prepare_training_inputs
 from .record import TrainingRecord
 from .validation import split_validation_frames, validation_truth
 
-__all__ = ["TrainPlan", "plan_run", "CROP_BATCH", "SEQUENCE_BATCH"]
-
-# Default batch sizes when TrainConfig.batch_size is None: crops for frame models, sequences for
-# temporal models. One sequence per step (the paper: 3): in a CPU budget of minutes, more and
-# smaller steps win. U-LSTM on HeLa, 600 s on 2 cores, frames 0-4 painted, scored on 10-19:
-# 1 sequence 1578 steps, SEG 0.913 / AP50 0.862; 2 sequences 892 steps, SEG 0.908 / AP50 0.854.
-CROP_BATCH = 4
-SEQUENCE_BATCH = 1
+__all__ = ["TrainPlan", "plan_run", "check_budget"]
 
 LossFunction = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -137,7 +130,8 @@ def plan_run(
 
     Raises :class:`InputError` / :class:`CellseqError` for every problem with the inputs.
     """
-    image, labels = prepare_training_inputs(image, labels, None if frames is None else list(frames))
+    image, labels = prepare_training_inputs(image, labels, None if frames is None else list(frames),
+                                            data_config.target if data_config else None)
     image, labels = as_movie(image), as_movie(labels)
     partial_frames = tuple(int(t) for t in partial_frames)
     frames = None if frames is None else [int(t) for t in frames]
