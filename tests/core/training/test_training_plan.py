@@ -107,21 +107,22 @@ def test_continuing_merges_the_model_file(small_movie, tmp_path):
         plan_run(image, classes, train_config=BUDGET, init=semantic)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(train_config=TrainConfig(iterations=None, max_time=None)), "needs a budget"),
-    (dict(train_config=TrainConfig(iterations=0, max_time=None)), "--iterations must be at least 1"),
-    (dict(train_config=TrainConfig(iterations=1, batch_size=0)), "batch size must be at least 1"),
-    (dict(train_config=TrainConfig(iterations=1, loss="dice")), "unknown loss 'dice'"),
-    (dict(train_config=TrainConfig(iterations=1, device="tpu")), "unknown device 'tpu'"),
-    (dict(model_config=ModelConfig(name="resnet"), train_config=BUDGET), "unknown model 'resnet'"),
-    (dict(data_config=DataConfig(target="blobs"), train_config=BUDGET), "unknown target 'blobs'"),
-    (dict(frames=[9], train_config=BUDGET), r"frames \[9\] do not all exist"),
-    (dict(validation_frames=[9], train_config=BUDGET), r"validation frames \[9\] have no annotation"),
+@pytest.mark.parametrize("make, message", [
+    (lambda: dict(train_config=TrainConfig(iterations=None, max_time=None)), "budget"),
+    (lambda: dict(train_config=TrainConfig(iterations=0, max_time=None)), "iterations"),
+    (lambda: dict(train_config=TrainConfig(iterations=1, batch_size=0)), "batch"),
+    (lambda: dict(train_config=TrainConfig(iterations=1, loss="dice")), "loss"),
+    (lambda: dict(train_config=TrainConfig(iterations=1, device="tpu")), "device 'tpu'"),
+    (lambda: dict(model_config=ModelConfig(name="resnet"), train_config=BUDGET), "unknown model 'resnet'"),
+    (lambda: dict(data_config=DataConfig(target="blobs"), train_config=BUDGET), "target"),
+    (lambda: dict(frames=[9], train_config=BUDGET), r"frames \[9\] do not all exist"),
+    (lambda: dict(validation_frames=[9], train_config=BUDGET), r"validation frames \[9\] have no annotation"),
 ])
-def test_bad_runs_fail_while_planning(small_movie, no_network, kwargs, message):
+def test_bad_runs_fail_while_planning(small_movie, no_network, make, message):
+    """Refused by the config itself or by the plan, never later."""
     image, labels = small_movie
     with pytest.raises(CellseqError, match=message):
-        plan_run(image, labels, **kwargs)
+        plan_run(image, labels, **make())
 
 
 def test_bad_inputs_fail_while_planning(small_movie, no_network):
