@@ -132,7 +132,7 @@ def test_divergence_after_a_checkpoint_names_the_kept_step(small_movie, tmp_path
         return weighted_cross_entropy(*args) * (float("nan") if len(calls) >= 3 else 1.0)
 
     plan = plan_run(image, labels, train_config=TrainConfig(iterations=5, max_time=None, batch_size=1,
-                                                            checkpoint_every=0.0), **TINY)
+                                                            checkpoint_every=1e-9), **TINY)
     with pytest.raises(CellseqError, match=r"diverged at step 3 .*weights of step 2, the last checkpoint"):
         list(train(plan=replace(plan, loss_fn=nan_from_step_3), out_path=out))
     assert load_checkpoint(out).training.iterations == 2

@@ -117,7 +117,7 @@ def test_validation_frames_can_be_scored_while_the_painted_frames_calibrate(smal
 
     image, labels = small_movie
     events = list(train(image, labels, tmp_path / "m.pt", train_config=TrainConfig(
-        iterations=2, max_time=None, batch_size=2, checkpoint_every=0.0), validation_frames=[5],
+        iterations=2, max_time=None, batch_size=2, checkpoint_every=1e-9), validation_frames=[5],
         roc_threshold=False, score_checkpoints=True, model_config=ModelConfig(base_channels=4),
         data_config=DataConfig(crop_size=48)))
     kinds = [type(e).__name__ for e in events if not type(e).__name__ == "Step"]
