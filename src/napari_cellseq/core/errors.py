@@ -18,5 +18,6 @@ class InputError(CellseqError):
     """Image, labels or frame selection are not usable as given."""
 
 
-class ModelFileError(CellseqError):
-    """A model file is missing, corrupt, from a newer version or for another model."""
+class ModelFileError(InputError):
+    """A model file is missing, corrupt, from a newer version, for another model, or holds a field
+    of the wrong type or value (a model file is input from outside)."""
