@@ -216,7 +216,11 @@ def _cmd_segment(args) -> int:
     from .core.io import (check_image_layout, ctc_mask_name, ctc_mask_writer, label_stack_writer,
                           open_image, parse_frames, select_channel)
     from .core.pipeline import FrameLabels, load_model, segment_events
+    from .cli_batch import segment_many, wants_batch
 
+    if wants_batch(args):  # several movies, a glob, a folder for --out or a scheduler
+        return segment_many(args, _Progress)
+    args.image = args.image[0]
     out = Path(args.out)
     if not args.ctc:
         _check_out(out, args.overwrite)
@@ -405,13 +409,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("segment", help="segment every frame of a movie with a trained model")
+    p = sub.add_parser("segment", help="segment every frame of a movie (or of many) with a trained model")
     p.add_argument("--model", required=True, help="model file from `train`")
-    p.add_argument("--image", required=True, help="image TIFF, (Y,X) or (T,Y,X)")
+    p.add_argument("--image", required=True, action="append",
+                   help="image TIFF, (Y,X) or (T,Y,X); repeat it, or give a quoted glob such as 'movies/*.tif', "
+                        "to segment many movies into the --out folder")
     p.add_argument("--channel", type=_CHANNEL, metavar="N",
                    help="use channel N (from 0) of a multichannel image: (Y,X,C), (T,Y,X,C) or (T,C,Y,X) "
                         "with fewer than 8 channels")
-    p.add_argument("--out", required=True, help="labels TIFF (or a folder with --ctc)")
+    p.add_argument("--out", required=True, help="labels TIFF (or a folder with --ctc or several movies)")
     p.add_argument("--frames", help="only these frames, e.g. 10-19 (others stay 0)")
     p.add_argument("--device", default="auto")
     p.add_argument("--tile", type=_number(int, 32, "at least 32"), default=None, metavar="PIXELS",
@@ -423,6 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "classes, else instances")
     p.add_argument("--ctc", action="store_true", help="write maskNNN.tif files into the --out folder")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    from .cli_batch import add_segment_options
+
+    add_segment_options(p, _POSITIVE_INT)
     p.set_defaults(func=_cmd_segment)
 
     p = sub.add_parser("evaluate", help="score predicted labels against ground truth (JSON line)")
