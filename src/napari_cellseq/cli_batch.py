@@ -36,12 +36,13 @@ def add_segment_options(p: argparse.ArgumentParser, positive_int) -> None:
 
 
 def wants_batch(args) -> bool:
-    """Several movies, a glob, a folder for --out, a scheduler or frame ranges: the batch path."""
+    """Several movies, a glob, a folder for --out (without --ctc), a scheduler or frame ranges: the
+    batch path."""
     images = list(args.image)
     out = str(args.out)
-    return (len(images) > 1 or any(_GLOB_CHARS & set(i) for i in images) or Path(out).is_dir()
-            or out.endswith(("/", "\\")) or (args.scheduler or "none").strip().lower() != "none"
-            or args.frames_per_task is not None)
+    folder = not args.ctc and (Path(out).is_dir() or out.endswith(("/", "\\")))  # --ctc: a folder of masks
+    return (len(images) > 1 or any(_GLOB_CHARS & set(i) for i in images) or folder
+            or (args.scheduler or "none").strip().lower() != "none" or args.frames_per_task is not None)
 
 
 def segment_many(args, progress_factory) -> int:
