@@ -142,10 +142,13 @@ def _cmd_train(args) -> int:
     stop = threading.Event()
     received: list[int] = []
     handlers = _install_stop_handlers(stop, received)
+    from .cli_batch import training_processes
+
     try:
-        _train_loop(train(image, labels, out, model_config=model_config, data_config=data_config,
-                          train_config=train_config, frames=frames, init=init, stop=stop.is_set,
-                          validation_frames=validation_frames))
+        with training_processes(args.device) as drain:  # torchrun: one rank of several (DDP)
+            (drain or _train_loop)(train(image, labels, out, model_config=model_config, data_config=data_config,
+                                         train_config=train_config, frames=frames, init=init, stop=stop.is_set,
+                                         validation_frames=validation_frames))
     finally:
         for signum, handler in handlers.items():
             signal.signal(signum, handler)

@@ -1,5 +1,6 @@
-"""``napari-cellseq segment`` for many movies: several ``--image`` (or a quoted glob), ``--out DIR``
-and ``--scheduler none|local|local:N|tcp://host:port``.
+"""The CLI beyond one machine: ``segment`` for many movies (several ``--image`` or a quoted glob,
+``--out DIR``, ``--scheduler none|local|local:N|tcp://host:port``) and ``train`` as one rank of a
+``torchrun`` run.
 
 Called from :mod:`napari_cellseq.cli` (which keeps the single-movie path); the work is
 :func:`napari_cellseq.core.distributed.batch.segment_movies_events`, drained here into the CLI's
@@ -13,6 +14,8 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 logger = logging.getLogger("napari_cellseq.cli")
@@ -99,3 +102,26 @@ def segment_many(args, progress_factory) -> int:
         return EXIT_SOME_FAILED
     logger.info("wrote %d movies to %s", len(written), args.out)
     return 0
+
+
+@contextmanager
+def training_processes(device: str) -> Iterator:
+    """``train`` under ``torchrun``: join the process group (DDP) for the run; yields None on
+    rank 0 and in a single process (the CLI's progress bar), else a quiet drain of the events:
+    only rank 0 reports (other ranks log warnings and errors only)."""
+    from .core.distributed.ddp import launched, process_group, rank
+
+    if not launched():
+        yield None
+        return
+    with process_group(device):
+        if rank() == 0:
+            yield None
+        else:
+            logging.getLogger().setLevel(logging.WARNING)
+            yield _drain
+
+
+def _drain(events) -> None:
+    for _ in events:
+        pass

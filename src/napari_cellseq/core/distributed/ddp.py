@@ -9,7 +9,7 @@ on GPU ``LOCAL_RANK``). The training loop then asks :func:`current` for the run'
 - :meth:`DDPRun.seed` — each rank draws its own crops: its numpy generator is seeded with
   ``(seed, rank)``; torch's seed (initial weights) is the same on every rank, and DDP also
   broadcasts rank 0's weights when it wraps the model.
-- :meth:`DDPRun.wrap` — the network in ``DistributedDataParallel``: gradients are averaged over
+- :meth:`DDPRun.attach` / :meth:`DDPRun.wrap` — the network in ``DistributedDataParallel``: gradients are averaged over
   the ranks in every backward pass, so every rank takes the same optimiser step (an effective
   batch of N times the batch size). ``broadcast_buffers=False``: forward passes do no
   collective calls (a U-LSTM context chunk runs forward without backward on one rank while
@@ -28,6 +28,7 @@ wait for it at a barrier.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -102,6 +103,24 @@ class DDPRun:
         """The stop reason every rank takes: the strongest over the ranks (None: go on)."""
         code = self._reduce(float(REASONS.index(reason)), torch.distributed.ReduceOp.MAX)
         return REASONS[int(code)]
+
+    def attach(self, stepper) -> None:
+        """Make the training loop's stepper a DDP one: its forward wrapped in DDP (gradients
+        averaged in backward) and the loss it reports averaged over the ranks before any rank
+        steps, so that a loss that diverged on one rank stops every rank (none hangs in backward)."""
+        from ..training.loop import Diverged
+
+        stepper.forward = self.wrap(stepper.model)  # (a torch.compile'd forward is not kept)
+        local_update = stepper._update
+
+        def update(loss: torch.Tensor) -> float:
+            mean = self.mean_loss(loss)
+            if not math.isfinite(mean):
+                raise Diverged(mean)
+            local_update(loss)
+            return mean
+
+        stepper._update = update
 
     def barrier(self) -> None:
         torch.distributed.barrier()
