@@ -1,0 +1,58 @@
+"""Files in and out, and the checks of user input. One module per question:
+
+============================  ================================================================
+where is ...                  module
+============================  ================================================================
+a TIFF read                   :mod:`.reading` (:func:`read_image`, :func:`read_labels`,
+                              :func:`open_image` for movies larger than memory)
+a file refused before reading :mod:`.tiff_file` (missing, folder, not a TIFF, damaged, codec)
+a lazy (on-disk) array        :mod:`.views` (:class:`TiffFrames`, one channel of it)
+a file written safely         :mod:`.atomic` (:func:`atomic_path`, :class:`OutputExistsError`,
+                              the one "already exists; pass --overwrite" message)
+a TIFF written                :mod:`.writers` (:func:`write_tiff_atomic`, label stacks frame by
+                              frame, :func:`label_dtype`)
+a Cell Tracking Challenge     :mod:`.ctc` (``mask000.tif``, ...)
+mask written
+``--frames 0-4,7`` parsed     :mod:`.frames` (:func:`parse_frames`)
+an image / labels checked     :mod:`.checks` (:func:`check_image`, :func:`check_labels`,
+                              :func:`select_channel`)
+============================  ================================================================
+
+Every name below can be imported from ``napari_cellseq.core.io`` directly.
+"""
+
+from .atomic import OVERWRITE_HOW, OutputExistsError, atomic_path, atomic_write_bytes, exists_message, refuse_existing
+from .checks import check_image, check_image_layout, check_labels, select_channel
+from .ctc import CtcMaskWriter, ctc_mask_name, ctc_mask_writer, write_ctc_masks
+from .frames import parse_frames
+from .reading import open_image, read_image, read_labels
+from .views import ChannelView, LazyArray, TiffFrames
+from .writers import LabelStackWriter, label_dtype, label_stack_writer, write_tiff_atomic
+
+__all__ = [
+    "OutputExistsError",
+    "OVERWRITE_HOW",
+    "exists_message",
+    "refuse_existing",
+    "read_image",
+    "read_labels",
+    "open_image",
+    "LazyArray",
+    "TiffFrames",
+    "ChannelView",
+    "atomic_path",
+    "atomic_write_bytes",
+    "label_dtype",
+    "write_tiff_atomic",
+    "label_stack_writer",
+    "LabelStackWriter",
+    "ctc_mask_writer",
+    "CtcMaskWriter",
+    "ctc_mask_name",
+    "write_ctc_masks",
+    "parse_frames",
+    "check_image",
+    "check_image_layout",
+    "check_labels",
+    "select_channel",
+]

@@ -1,0 +1,126 @@
+"""Lazy array views: arrays whose pixels are read from disk only when indexed.
+
+:class:`LazyArray` is the one base: ``shape``, ``dtype``, ``ndim``, ``len()``, numpy-style
+indexing with integers, slices and ``...`` (normalised to one index per axis here, once), and
+``np.asarray(view)`` (reads everything). A subclass says only how to read one fully indexed
+region (:meth:`LazyArray._read`).
+
+- :class:`TiffFrames`: the first image series of an open TIFF file, read page by page, e.g.
+  ``frames[t]`` of a ``(T, Y, X)`` movie reads one page; for files that cannot be
+  memory-mapped (compressed, or pages scattered in the file).
+- :class:`ChannelView`: one channel of such a view, ``(T, C, Y, X)`` -> ``(T, Y, X)``, still
+  read only when indexed (see :func:`~napari_cellseq.core.io.checks.select_channel`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+
+from .tiff_file import first_series, tiff_error
+
+__all__ = ["LazyArray", "TiffFrames", "ChannelView"]
+
+class LazyArray:
+    """Base of array-likes read on indexing; subclasses set ``shape`` / ``dtype`` and ``_read``."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _full_key(self, key: Any) -> tuple:
+        """``key`` as one integer or slice per axis (``...`` expanded, missing axes added)."""
+        key = key if isinstance(key, tuple) else (key,)
+        if any(k is Ellipsis for k in key):
+            at = next(i for i, k in enumerate(key) if k is Ellipsis)
+            key = key[:at] + (slice(None),) * (self.ndim - len(key) + 1) + key[at + 1:]
+        key = key + (slice(None),) * (self.ndim - len(key))
+        if len(key) != self.ndim or not all(isinstance(k, (slice, int, np.integer)) for k in key):
+            raise IndexError(f"{type(self).__name__} takes integers, slices and ... as indices, got {key!r}")
+        return key
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return self._read(self._full_key(key))
+
+    def _read(self, key: tuple) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        data = self[...]
+        return data if dtype is None else data.astype(dtype, copy=False)
+
+
+class TiffFrames(LazyArray):
+    """The first image series of an open TIFF file, read page by page on indexing.
+
+    Shape and dtype are the series' (as :func:`~napari_cellseq.core.io.read_image` returns
+    it); the leading axes count pages and the trailing ones (at least ``Y, X``) are one page,
+    so ``frames[t]`` of ``(T, Y, X)`` reads page ``t`` and ``frames[t, c]`` of
+    ``(T, C, Y, X)`` reads page ``t * C + c``: only the pages (IFDs) the result needs.
+
+    Parameters
+    ----------
+    tif : an open :class:`tifffile.TiffFile` (kept open by the caller while this is used).
+    path : the file's path, for error messages.
+
+    Raises :class:`ValueError` when the pages do not map onto the series' shape, and
+    :class:`~napari_cellseq.core.errors.InputError` for a damaged page when it is read.
+    """
+
+    def __init__(self, tif: tifffile.TiffFile, path: Path):
+        self._series = first_series(tif, path, "image")
+        self._path = path
+        self.shape = tuple(int(n) for n in self._series.shape)
+        self.dtype = np.dtype(self._series.dtype)
+        n_pages = len(self._series)
+        self._lead = next((k for k in range(self.ndim - 1, -1, -1)
+                           if int(np.prod(self.shape[:k], dtype=np.int64)) == n_pages), None)
+        if self._lead is None:
+            raise ValueError(f"cannot map the {n_pages} pages of {path} onto shape {self.shape}")
+        self._pages = np.arange(n_pages).reshape(self.shape[: self._lead])
+
+    def _page(self, i: int) -> np.ndarray:
+        try:
+            data = self._series.pages[i].asarray()
+        except MemoryError:
+            raise
+        except Exception as exc:  # a damaged page (truncated file, missing codec)
+            raise tiff_error(self._path, exc) from None
+        return data.reshape(self.shape[self._lead:])
+
+    def _read(self, key: tuple) -> np.ndarray:
+        lead, rest = key[: self._lead], key[self._lead:]
+        pages = self._pages[lead]
+        if np.ndim(pages) == 0:
+            return self._page(int(pages))[rest]
+        parts = [self._page(int(i))[rest] for i in pages.reshape(-1)]
+        first = parts[0] if parts else np.zeros(self.shape[self._lead:], self.dtype)[rest]
+        out = np.empty(pages.shape + first.shape, dtype=self.dtype)
+        for i, part in zip(np.ndindex(pages.shape), parts):
+            out[i] = part
+        return out
+
+
+class ChannelView(LazyArray):
+    """Channel ``channel`` of axis ``axis`` of ``source`` (a :class:`LazyArray`), read when indexed.
+
+    ``shape`` is the source's without ``axis``, e.g. ``(T, C, Y, X)`` with ``axis=1`` ->
+    ``(T, Y, X)``; ``view[t]`` reads only what ``source[t, channel]`` reads.
+    """
+
+    def __init__(self, source: LazyArray, axis: int, channel: int):
+        self.source, self.axis, self.channel = source, axis, channel
+        self.shape = tuple(n for i, n in enumerate(source.shape) if i != axis)
+        self.dtype = np.dtype(source.dtype)
+
+    def _read(self, key: tuple) -> np.ndarray:
+        return self.source[key[: self.axis] + (self.channel,) + key[self.axis:]]
