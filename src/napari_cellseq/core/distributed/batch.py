@@ -304,26 +304,24 @@ def segment_movies_events(
         yield MovieDone(result, done_movies, total)
     jobs = [(i, p, o, s) for i, (p, o, s) in enumerate(zip(paths, outs, shapes)) if s is not None]
     runner = _run_here if client is None else _run_on_cluster
-    written = done_movies_ok = 0
-    frames_done = 0
+    written = frames_done = 0
     stopped = False
     for event in runner(jobs, ckpt, counts, frames_per_task, context, options, overwrite, client, stop):
-        if isinstance(event, FramesDone):
+        if isinstance(event, FramesDone):  # the runners count frames; the totals are kept here
             frames_done += event.done
             yield FramesDone(frames_done, total_frames)
         elif isinstance(event, MovieResult):
             done_movies += 1
-            done_movies_ok += event.ok
+            written += event.ok
             if not event.ok:
                 logger.debug("%s failed: %s", event.image, event.error)
             yield MovieDone(event, done_movies, total)
         elif event == "stopped":
             stopped = True
-    written = done_movies_ok
     yield Done(reason="stopped" if stopped else "finished", iteration=written, elapsed=time.perf_counter() - t0)
 
 
-def _movie_tasks(image: Path, out: Path, shape: tuple[int, ...], n: int, frames_per_task: int | None,
+def _movie_tasks(shape: tuple[int, ...], n: int, frames_per_task: int | None,
                  context: int) -> tuple[list[FrameRange], bool]:
     """The ranges of one movie and whether they need joining (more than one range)."""
     if len(shape) == 2 or frames_per_task is None or frames_per_task >= n:
@@ -336,7 +334,7 @@ def _run_here(jobs, ckpt, counts, frames_per_task, context, options, overwrite, 
     del client
     for i, image, out, shape in jobs:
         t0 = time.perf_counter()
-        ranges, split = _movie_tasks(image, out, shape, counts[i], frames_per_task, context)
+        ranges, split = _movie_tasks(shape, counts[i], frames_per_task, context)
         kept = 0
         try:
             _threads(options)
@@ -374,7 +372,7 @@ def _run_on_cluster(jobs, ckpt, counts, frames_per_task, context, options, overw
     movie_of: dict[Any, tuple[int, Path, Path, float]] = {}  # final future -> movie
     futures = []
     for i, image, out, shape in jobs:
-        ranges, split = _movie_tasks(image, out, shape, counts[i], frames_per_task, context)
+        ranges, split = _movie_tasks(shape, counts[i], frames_per_task, context)
         started = time.perf_counter()
         if not split:
             fut = client.submit(_segment_task, str(image), model, str(out), shape, None, options, overwrite,
