@@ -1,15 +1,18 @@
 """Model registry: ``build_model(ModelConfig) -> torch.nn.Module``.
 
-Every model accepts and returns tensors in one of two contracts, announced by its class
-attribute ``temporal``:
+Every registered network derives from one of the two contracts of :mod:`.base`:
 
-* frame models (``temporal = False``): ``forward(x)`` with ``x`` of shape ``(N, C, H, W)``
-  returns logits ``(N, K, H, W)``;
-* temporal models (``temporal = True``): ``forward(x, state=None)`` with ``x`` of shape
-  ``(B, T, C, H, W)`` returns ``(logits (B, T, K, H, W), state)``; passing the returned state
-  back continues the sequence (stateful, frame-by-frame inference).
+* :class:`~.base.FrameModel` (``temporal = False``): ``forward(x)`` with ``x`` of shape
+  ``(N, C, H, W)`` returns logits ``(N, K, H, W)``;
+* :class:`~.base.TemporalModel` (``temporal = True``): ``forward(x, state=None)`` with ``x`` of
+  shape ``(B, T, C, H, W)`` returns ``(logits (B, T, K, H, W), state)``; passing the returned
+  state back continues the sequence (stateful, frame-by-frame inference); ``advance`` gives the
+  state alone, ``detach_state`` cuts it from the autograd graph.
 
-``H`` and ``W`` must be multiples of the class attribute ``stride``; inference pads to it.
+``H`` and ``W`` should be multiples of the model's ``stride``; inference pads to it. The base
+class a network derives from is the one statement of its kind: ``model.temporal`` (read by the
+core) and :attr:`ModelInfo.input_kind` (read by the GUI and ``napari-cellseq models``) follow
+from it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import torch
 
 from ..config import ModelConfig
 from ..errors import CellseqError
+from .base import FrameModel, SegmentationModel, TemporalModel, detach_state
 
 __all__ = [
     "ModelInfo",
@@ -32,6 +36,10 @@ __all__ = [
     "default_model_config",
     "parameter_count",
     "advance_state",
+    "detach_state",
+    "FrameModel",
+    "TemporalModel",
+    "SegmentationModel",
 ]
 
 
@@ -41,9 +49,18 @@ class ModelInfo:
 
     name: str
     paper: str
-    input_kind: str  # "frames" or "time-lapse"
-    builder: Callable[[ModelConfig], torch.nn.Module]
+    builder: Callable[[ModelConfig], SegmentationModel]  # a FrameModel or TemporalModel class
     defaults: tuple[tuple[str, Any], ...] = ()  # ModelConfig fields this model defaults to
+
+    @property
+    def temporal(self) -> bool:
+        """Whether the network is a :class:`~.base.TemporalModel` (time-lapse input)."""
+        return issubclass(self.builder, TemporalModel)
+
+    @property
+    def input_kind(self) -> str:
+        """``"time-lapse"`` for temporal models, ``"frames"`` for frame models."""
+        return "time-lapse" if self.temporal else "frames"
 
 
 def _registry() -> dict[str, ModelInfo]:
@@ -56,15 +73,18 @@ def _registry() -> dict[str, ModelInfo]:
 _REGISTERED: dict[str, ModelInfo] = {}
 
 
-def register_model(name: str, paper: str, input_kind: str, **defaults: Any):
+def register_model(name: str, paper: str, **defaults: Any):
     """Class decorator adding a model class to the registry under ``name``.
 
-    The class must accept ``(config: ModelConfig)`` in its constructor; ``defaults`` are the
+    The class must derive from :class:`~.base.FrameModel` or :class:`~.base.TemporalModel` and
+    accept ``(config: ModelConfig)`` in its constructor; ``defaults`` are the
     :class:`ModelConfig` fields (e.g. ``base_channels``) this model uses unless told otherwise.
     """
 
     def decorate(cls):
-        _REGISTERED[name] = ModelInfo(name, paper, input_kind, cls, tuple(sorted(defaults.items())))
+        if not (isinstance(cls, type) and issubclass(cls, (FrameModel, TemporalModel))):
+            raise TypeError(f"model {name!r}: {cls!r} must derive from FrameModel or TemporalModel")
+        _REGISTERED[name] = ModelInfo(name, paper, cls, tuple(sorted(defaults.items())))
         return cls
 
     return decorate
@@ -105,8 +125,10 @@ def advance_state(model: torch.nn.Module, x: torch.Tensor, state: Any, forward: 
     """The recurrent state of temporal ``model`` after frames ``x (B, T, C, H, W)`` whose outputs
     nobody reads (training's unannotated context chunks, inference's warm-up frames).
 
-    Uses the model's output-free ``advance(x, state)`` when it has one (U-LSTM: encoder only),
-    else ``forward(x, state)[1]`` (``forward`` defaults to the model; pass a compiled wrapper).
+    Registered networks answer with :meth:`~.base.TemporalModel.advance` (output-free where the
+    model has a cheaper path: the U-LSTM runs its encoder only); a module that only follows the
+    temporal calling convention (a wrapper) answers with ``forward(x, state)[1]`` (``forward``
+    defaults to the module; pass a compiled wrapper).
     """
     advance = getattr(model, "advance", None)
     if advance is not None:

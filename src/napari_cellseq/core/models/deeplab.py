@@ -45,6 +45,7 @@ from torch.nn import functional as F
 
 from ..config import ModelConfig
 from . import register_model
+from .base import FrameModel
 from .separable import SeparableConvBN
 
 __all__ = ["DeepLabV3Plus", "XceptionBlock"]
@@ -120,16 +121,14 @@ class ASPP(nn.Module):
 @register_model(
     "deeplabv3plus",
     paper="Chen et al. 2018, DeepLabv3+ with Xception (paper 004)",
-    input_kind="frames",
     base_channels=8,
 )
-class DeepLabV3Plus(nn.Module):
+class DeepLabV3Plus(FrameModel):
     """Frame model: ``forward(x (N, C, H, W)) -> logits (N, num_classes, H, W)``.
 
     ``H`` and ``W`` must be multiples of ``stride = 16``.
     """
 
-    temporal = False
     stride = 16
 
     def __init__(self, config: ModelConfig):

@@ -36,6 +36,7 @@ from torch.nn import functional as F
 
 from ..config import ModelConfig
 from . import register_model
+from .base import FrameModel
 
 __all__ = ["FCNGoogLeNet", "Inception", "INCEPTION_TABLE"]
 
@@ -87,16 +88,14 @@ class Inception(nn.Module):
 @register_model(
     "fcn_googlenet",
     paper="Szegedy et al. 2015; 'Segmenting complex cells with CNNs' blog (paper 003)",
-    input_kind="frames",
     base_channels=16,
 )
-class FCNGoogLeNet(nn.Module):
+class FCNGoogLeNet(FrameModel):
     """Frame model: ``forward(x (N, C, H, W)) -> logits (N, num_classes, H, W)``.
 
     ``H`` and ``W`` must be multiples of ``stride = 32``. ``config.depth`` is not used.
     """
 
-    temporal = False
     stride = 32
 
     def __init__(self, config: ModelConfig):

@@ -49,6 +49,7 @@ from torch.nn import functional as F
 
 from ..config import ModelConfig
 from . import register_model
+from .base import FrameModel
 from .blocks import ConvBNAct, upsample_to
 
 __all__ = ["GRUUNet", "ConvGRUCell", "FRDU"]
@@ -101,19 +102,16 @@ class FRDU(nn.Module):
 @register_model(
     "gruunet",
     paper="Wollmann et al. 2019, GRUU-Net (paper 001)",
-    input_kind="frames",
     base_channels=8,
     depth=4,
 )
-class GRUUNet(nn.Module):
+class GRUUNet(FrameModel):
     """Frame model: ``forward(x (N, C, H, W)) -> logits (N, num_classes, H, W)``.
 
     ``H`` and ``W`` must be multiples of ``stride = 2**(depth-1)``. ``iterations`` (option, or the
     attribute of the same name, may be changed after building) passes refine the full-resolution
     stream with shared weights.
     """
-
-    temporal = False
 
     def __init__(self, config: ModelConfig):
         super().__init__()

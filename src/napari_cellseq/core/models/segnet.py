@@ -32,6 +32,7 @@ from torch.nn import functional as F
 
 from ..config import ModelConfig
 from . import register_model
+from .base import FrameModel
 
 __all__ = ["SegNet", "VGG_CONVS", "VGG_WIDTHS"]
 
@@ -54,17 +55,14 @@ def _stack(widths: list[int]) -> nn.Sequential:
 @register_model(
     "segnet",
     paper="Badrinarayanan et al. 2015; CS230 report (paper 002)",
-    input_kind="frames",
     base_channels=16,
     depth=5,
 )
-class SegNet(nn.Module):
+class SegNet(FrameModel):
     """Frame model: ``forward(x (N, C, H, W)) -> logits (N, num_classes, H, W)``.
 
     ``H`` and ``W`` must be multiples of ``stride = 2**depth``.
     """
-
-    temporal = False
 
     def __init__(self, config: ModelConfig):
         super().__init__()

@@ -46,6 +46,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from . import register_model
+from .base import FrameModel
 
 __all__ = ["Tiramisu", "REFERENCE_BLOCKS"]
 
@@ -111,17 +112,14 @@ def _blocks(config: ModelConfig) -> tuple[int, ...]:
 @register_model(
     "tiramisu",
     paper="Jégou et al. 2017, FC-DenseNet (paper 004)",
-    input_kind="frames",
     base_channels=8,
     depth=5,
 )
-class Tiramisu(nn.Module):
+class Tiramisu(FrameModel):
     """Frame model: ``forward(x (N, C, H, W)) -> logits (N, num_classes, H, W)``.
 
     ``H`` and ``W`` must be multiples of ``stride = 2**depth`` (32 by default and for FC-DenseNet103).
     """
-
-    temporal = False
 
     def __init__(self, config: ModelConfig):
         super().__init__()

@@ -85,8 +85,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..config import ModelConfig
-from ..errors import InputError
 from . import register_model
+from .base import TemporalModel, detach_state
 from .blocks import NORMS, ConvBNAct, DoubleConv, upsample_to
 from .convlstm import ConvLSTMCell, LSTMState
 
@@ -98,40 +98,22 @@ ULSTMState = tuple[LSTMState, ...]
 _LEAK = 0.01  # leaky-ReLU slope, as in blocks.ConvBNAct
 
 
-def detach_state(state: ULSTMState | None) -> ULSTMState | None:
-    """The state cut from the autograd graph (truncated back-propagation through time)."""
-    if state is None:
-        return None
-    return tuple((h.detach(), c.detach()) for h, c in state)
-
-
-def _nearest_multiples(n: int, stride: int) -> str:
-    if n % stride == 0 and n > 0:
-        return f"{n}"
-    lower = (n // stride) * stride
-    upper = lower + stride
-    return f"{lower} or {upper}" if lower > 0 else f"{upper}"
-
-
 # Default: base 16 with C-LSTM hidden width halved (lstm_channels_ratio 0.5), measured at 1.3-1.4x
 # the U-Net's CPU time per 704x1104 frame (the paper's full-width LSTMs: 2.1x). The paper's
 # reference configuration is base_channels=128, lstm_channels_ratio=1.0.
 @register_model(
     "ulstm",
     paper="Arbelle & Riklin Raviv, ISBI 2019 (paper 000)",
-    input_kind="time-lapse",
     base_channels=16,
     options=(("lstm_channels_ratio", 0.5), ("norm", "group")),
 )
-class ULSTM(nn.Module):
+class ULSTM(TemporalModel):
     """Temporal model: ``forward(x (B, T, C, H, W), state=None) -> (logits (B, T, K, H, W), state)``.
 
     ``state`` is a tuple with one ``(h, c)`` per encoder level (``None``: zeros); passing the
     returned state back continues the sequence. ``H`` and ``W`` must be multiples of
     ``stride = 2**(depth-1)``.
     """
-
-    temporal = True
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -176,22 +158,11 @@ class ULSTM(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> ULSTMState:
         """Explicit zero state for frames of ``height x width`` (equivalent to ``state=None``)."""
-        self._check_size(height, width)
+        self.check_size(height, width)
         return tuple(
             cell.init_state(batch_size, height >> level, width >> level, device, dtype)
             for level, cell in enumerate(self.lstms)
         )
-
-    detach_state = staticmethod(detach_state)
-
-    def _check_size(self, height: int, width: int) -> None:
-        if height % self.stride or width % self.stride or height == 0 or width == 0:
-            raise InputError(
-                f"U-LSTM with depth {self.config.depth} needs frame height and width that are "
-                f"multiples of {self.stride}, got {height}x{width}: use height "
-                f"{_nearest_multiples(height, self.stride)} and width "
-                f"{_nearest_multiples(width, self.stride)} (crop or pad the frames)"
-            )
 
     def _check_state(self, state: Sequence[LSTMState], x: torch.Tensor) -> None:
         if len(state) != len(self.lstms):
@@ -240,7 +211,7 @@ class ULSTM(nn.Module):
         b, t, c_in, height, width = x.shape
         if c_in != self.config.in_channels:
             raise ValueError(f"expected {self.config.in_channels} input channels, got {c_in}")
-        self._check_size(height, width)
+        self.check_size(height, width)
         if state is not None:
             self._check_state(state, x)
 

@@ -16,19 +16,18 @@ from torch.nn import functional as F
 
 from ..config import ModelConfig
 from . import register_model
+from .base import FrameModel
 from .blocks import DoubleConv, upsample_to
 
 __all__ = ["UNet"]
 
 
-@register_model("unet", paper="Ronneberger et al. 2015; CS230 report (paper 002)", input_kind="frames")
-class UNet(nn.Module):
+@register_model("unet", paper="Ronneberger et al. 2015; CS230 report (paper 002)")
+class UNet(FrameModel):
     """Frame model: ``forward(x (N, C, H, W)) -> logits (N, num_classes, H, W)``.
 
     ``H`` and ``W`` must be multiples of ``stride = 2**(depth-1)``.
     """
-
-    temporal = False
 
     def __init__(self, config: ModelConfig):
         super().__init__()
