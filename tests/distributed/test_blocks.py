@@ -93,7 +93,9 @@ def test_default_tiling_matches_whole_frame(tmp_path, frame, model):
 
 
 def test_zarr_and_ome_zarr_inputs_on_a_cluster(tmp_path, frame, model):
-    from distributed import Client, LocalCluster
+    from distributed import Client
+
+    from napari_cellseq.core.distributed.cluster import local_cluster
 
     image, _ = frame
     crop = image[:512, :640]
@@ -107,8 +109,7 @@ def test_zarr_and_ome_zarr_inputs_on_a_cluster(tmp_path, frame, model):
                                  "datasets": [{"path": "0"}, {"path": "1"}]}]
     ome.create_array("0", shape=(1, 1) + crop.shape, chunks=(1, 1, 256, 256), dtype=crop.dtype)[:] = crop[None, None]
     ome.create_array("1", shape=(1, 1, 256, 320), dtype=crop.dtype)[:] = crop[None, None, ::2, ::2]
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
+    with local_cluster(2, threads_per_worker=1, processes=False) as cluster, Client(cluster) as client:
         for name, source in (("plain", tmp_path / "in.zarr"), ("ome", tmp_path / "in.ome.zarr")):
             segment_blocks(source, model, tmp_path / f"{name}.zarr", client, block=BLOCK)
             np.testing.assert_array_equal(_read(tmp_path / f"{name}.zarr"), expected)

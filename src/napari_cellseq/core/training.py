@@ -47,6 +47,7 @@ import torch
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import DataConfig, ModelConfig, PostprocessConfig, TrainConfig
 from .data.dataset import Batch, TrainingSet
+from .distributed.ddp import current as ddp_run
 from .device import autocast, autocast_dtype, resolve_device, use_channels_last
 from .errors import CellseqError, InputError
 from .events import CheckpointSaved, Done, Event, Started, Step, Validation
@@ -253,8 +254,11 @@ def train(
     derive_min_size = postprocess_config is None
 
     device = resolve_device(train_config.device)
+    ddp = ddp_run(device)  # one rank of several processes (torchrun), else None: core/distributed/ddp.py
+    if ddp is not None:
+        device = ddp.device
     torch.manual_seed(train_config.seed)
-    rng = np.random.default_rng(train_config.seed)
+    rng = np.random.default_rng(train_config.seed if ddp is None else ddp.seed(train_config.seed))
     data = TrainingSet(image, labels, data_config, frames, partial_frames, background_label,
                        weighting=WEIGHTING[loss_name], edge_weight=train_config.edge_weight)
     model_config = _with_classes(model_config, data.num_classes, init is not None)
@@ -276,6 +280,8 @@ def train(
     optimizer = _make_optimizer(model, train_config)
     stepper = _Stepper(model, optimizer, device, train_config.amp, loss_fn, channels_last,
                        train_config.compile)
+    if ddp is not None:
+        ddp.attach(stepper)  # gradients and the reported loss averaged over the ranks
     out_path = Path(out_path)
     temporal = bool(getattr(model, "temporal", False))
     batch_size = train_config.batch_size or (SEQUENCE_BATCH if temporal else CROP_BATCH)
@@ -335,6 +341,8 @@ def train(
                 reason = "iterations"
             elif train_config.max_time is not None and elapsed >= train_config.max_time:
                 reason = "time"
+            if ddp is not None:
+                reason = ddp.agree(reason)  # every rank stops at the same step
             if reason:
                 break
             _set_lr(optimizer, train_config, _fraction(train_config, iteration, elapsed))
@@ -342,7 +350,7 @@ def train(
             iteration += 1
             elapsed = time.perf_counter() - t0
             yield Step(iteration, loss, elapsed, _fraction(train_config, iteration, elapsed))
-            if time.perf_counter() - last_save >= train_config.checkpoint_every:
+            if time.perf_counter() - last_save >= train_config.checkpoint_every and (ddp is None or ddp.writer):
                 yield checkpoint(iteration, elapsed)
                 last_save = time.perf_counter()
     except torch.OutOfMemoryError as err:
@@ -362,6 +370,10 @@ def train(
     finally:
         step_iter.close()
     elapsed = time.perf_counter() - t0
+    if ddp is not None and not ddp.writer:  # rank 0 chooses the threshold and writes the file
+        ddp.barrier()
+        yield Done(reason=reason, iteration=iteration, path=None, elapsed=elapsed)
+        return
     if validation_frames and reason != "stopped":
         if data.semantic:
             logger.info("no foreground threshold for a multi-class model: validation frames only held out")
@@ -387,6 +399,8 @@ def train(
             else:
                 postprocess_config = replace(postprocess_config, threshold=threshold)
     saved = checkpoint(iteration, elapsed)
+    if ddp is not None:
+        ddp.barrier()
     yield saved
     yield Done(reason=reason, iteration=iteration, path=saved.path, elapsed=elapsed)
 

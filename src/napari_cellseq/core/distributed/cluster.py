@@ -62,8 +62,8 @@ def local_cluster(n_workers: int | None = None, threads_per_worker: int = 1, pro
         per = str(max(1, cores // n))
         kwargs["env"] = {"OMP_NUM_THREADS": per, "MKL_NUM_THREADS": per}
         kwargs["host"] = "127.0.0.1"  # this machine only (in-process clusters talk in memory)
-        # no dashboard; the scheduler's small HTTP server on a free port, not on 8787
-        kwargs["scheduler_kwargs"] = {"dashboard_address": "127.0.0.1:0"}
+    # no dashboard; the scheduler's small HTTP server on this machine, a free port (not 8787)
+    kwargs["scheduler_kwargs"] = {"dashboard_address": "127.0.0.1:0"}
     return LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=processes,
                         dashboard_address=None, **kwargs)
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import InputError
+from ..errors import CellseqError, InputError
 
 logger = logging.getLogger(__name__)
 
@@ -108,15 +108,13 @@ class DDPRun:
         """Make the training loop's stepper a DDP one: its forward wrapped in DDP (gradients
         averaged in backward) and the loss it reports averaged over the ranks before any rank
         steps, so that a loss that diverged on one rank stops every rank (none hangs in backward)."""
-        from ..training.loop import Diverged
-
         stepper.forward = self.wrap(stepper.model)  # (a torch.compile'd forward is not kept)
         local_update = stepper._update
 
         def update(loss: torch.Tensor) -> float:
             mean = self.mean_loss(loss)
-            if not math.isfinite(mean):
-                raise Diverged(mean)
+            if not math.isfinite(mean):  # on some rank: every rank stops here, before backward
+                raise _diverged(mean)
             local_update(loss)
             return mean
 
@@ -124,6 +122,16 @@ class DDPRun:
 
     def barrier(self) -> None:
         torch.distributed.barrier()
+
+
+def _diverged(value: float) -> Exception:
+    """The training loop's divergence error (its own type where the loop has one)."""
+    try:
+        from ..training.loop import Diverged
+    except ImportError:
+        return CellseqError("training diverged (the loss became NaN or infinite): lower the learning rate; "
+                            "the last good weights are kept in the model file")
+    return Diverged(value)
 
 
 def current(device: torch.device) -> DDPRun | None:
