@@ -95,13 +95,14 @@ def ddp_arms(work: Path, image_path: Path, gt_path: Path, image, gt, seconds: fl
     return rows, first
 
 
-def many_movies(work: Path, image_path: Path, model: Path, n: int) -> dict:
+def many_movies(work: Path, image_path: Path, model: Path, n: int, frames: int | None) -> dict:
     folder = work / "movies"
     folder.mkdir()
     paths = []
+    movie = tifffile.imread(image_path)[:frames]
     for k in range(n):
         p = folder / f"hela{k:02d}.tif"
-        shutil.copyfile(image_path, p)
+        tifffile.imwrite(p, movie)
         paths.append(p)
     torch.set_num_threads(2)
     t0 = time.perf_counter()
@@ -114,7 +115,7 @@ def many_movies(work: Path, image_path: Path, model: Path, n: int) -> dict:
         there = segment_movies(paths, model, work / "out-cluster", client, device="cpu")
         t_cluster = time.perf_counter() - t1
     same = all((work / "out-here" / p.name).read_bytes() == (work / "out-cluster" / p.name).read_bytes() for p in paths)
-    row = {"movies": n, "frames": 20 * n, "in_process_s": round(t_here, 1), "cluster_2x1_s": round(t_cluster, 1),
+    row = {"movies": n, "frames": len(movie) * n, "in_process_s": round(t_here, 1), "cluster_2x1_s": round(t_cluster, 1),
            "cluster_start_s": round(t_up, 1), "speedup": round(t_here / t_cluster, 2), "identical_files": same,
            "all_ok": all(r.ok for r in here + there)}
     print(json.dumps({"movies": row}), flush=True)
@@ -136,7 +137,7 @@ def ulstm_ranges(work: Path, image_path: Path, gt_path: Path, gt, seconds: float
     return out
 
 
-def mosaic(frames: np.ndarray, side: int = 4096) -> np.ndarray:
+def mosaic(frames: np.ndarray, side: int) -> np.ndarray:
     """Frames tiled row by row, cropped to ``side x side``."""
     t, h, w = frames.shape
     rows, cols = -(-side // h), -(-side // w)
@@ -147,9 +148,9 @@ def mosaic(frames: np.ndarray, side: int = 4096) -> np.ndarray:
     return out[:side, :side]
 
 
-def blocks(work: Path, image, gt, model: Path) -> dict:
-    img = mosaic(image[SCORED])
-    truth = _unique_copies(mosaic(gt[SCORED]), image.shape[1:])
+def blocks(work: Path, image, gt, model: Path, side: int) -> dict:
+    img = mosaic(image[SCORED], side)
+    truth = _unique_copies(mosaic(gt[SCORED], side), image.shape[1:])
     torch.set_num_threads(2)
     t0 = time.perf_counter()
     whole = segment(img, model, device="cpu")
@@ -195,6 +196,9 @@ def main() -> None:
     p.add_argument("--ulstm-time", type=float, default=60.0)
     p.add_argument("--repeats", type=int, default=1, help="pairs of DDP arms (order alternates)")
     p.add_argument("--movies", type=int, default=8)
+    p.add_argument("--frames", type=int, default=None, help="first N frames of each movie (default all 20)")
+    p.add_argument("--side", type=int, default=4096, help="side of the mosaic frame segmented block-wise")
+    p.add_argument("--model", type=Path, help="a trained U-Net for movies and blocks (default: the 1x2 arm's)")
     p.add_argument("--skip", default="", help="comma list of parts to skip: ddp,movies,ranges,blocks")
     p.add_argument("--json", type=Path, help="write all figures here")
     args = p.parse_args()
@@ -204,19 +208,20 @@ def main() -> None:
     results: dict = {"cpu_count": os.cpu_count(), "load_avg_start": os.getloadavg()}
     with tempfile.TemporaryDirectory(prefix="cellseq-dist-") as tmp:
         work = Path(tmp)
-        model = None
+        model = args.model
         if "ddp" not in skip:
-            results["ddp"], model = ddp_arms(work, image_path, gt_path, image, gt, args.ddp_time,
+            results["ddp"], first = ddp_arms(work, image_path, gt_path, image, gt, args.ddp_time,
                                              max(1, args.repeats))
-        elif "movies" not in skip or "blocks" not in skip:  # the U-Net of a 1x2 arm
+            model = model or first
+        elif model is None and ("movies" not in skip or "blocks" not in skip):  # the U-Net of a 1x2 arm
             model = work / "unet.pt"
             results["unet"] = train(model, image_path, gt_path, args.ddp_time, "unet", 1, 2)
         if "movies" not in skip:
-            results["movies"] = many_movies(work, image_path, model, args.movies)
+            results["movies"] = many_movies(work, image_path, model, args.movies, args.frames)
         if "ranges" not in skip:
             results["ulstm_ranges"] = ulstm_ranges(work, image_path, gt_path, gt, args.ulstm_time)
         if "blocks" not in skip:
-            results["blocks"] = blocks(work, image, gt, model)
+            results["blocks"] = blocks(work, image, gt, model, args.side)
     results["load_avg_end"] = os.getloadavg()
     print(json.dumps(results, indent=1))
     if args.json:
