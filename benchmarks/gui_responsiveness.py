@@ -3,21 +3,24 @@
 Measures, for the same training configuration:
 
 * headless: :func:`napari_cellseq.core.training.train` drained in a plain loop (steps/s);
-* in napari, for each worker mode of :mod:`napari_cellseq.gui._workers` (thread, process):
-  the Train widget runs the same configuration while a 10 ms QTimer records the gaps between
-  its ticks; the longest gap minus 10 ms is the longest stall of the Qt event loop. Steps/s
-  use the training loop's own clock (``Done.elapsed``), so the process mode's start-up is
-  reported separately as the time from clicking Train to the first step.
+* in napari, for each place training can compute (:mod:`napari_cellseq.gui._backend`: the
+  worker thread, or a child process it drains), with the live preview off and on: the Train
+  widget (docked, driven by its values) runs the same configuration while a 10 ms QTimer
+  records the gaps between its ticks; the longest gap minus 10 ms is the longest stall of the
+  Qt event loop. Steps/s use the training loop's own clock (``Step.elapsed``; with preview on
+  it includes the checkpoint previews), so start-up is reported separately as the time from
+  clicking Train to the first step.
 
 Targets: longest stall < 100 ms; GUI steps/s >= 90 % of headless.
 
 Run (needs a display; on a headless machine use Xvfb)::
 
     PYTHONPATH=src xvfb-run -a -s "-screen 0 1600x1000x24" python benchmarks/gui_responsiveness.py
-    # options: --model unet|ulstm --iterations 40 --crop 96 --batch 4 --modes thread process --repeats 2
+    # options: --model unet|ulstm --iterations 40 --crop 96 --batch 4 --modes thread process
+    #          --preview off on --checkpoint-every 5 --repeats 2
 
-Numbers depend on the machine and on other load: headless and GUI runs alternate, and each is
-repeated ``--repeats`` times; the median is reported.
+Numbers depend on the machine and on other load: headless and every GUI configuration run
+interleaved, each ``--repeats`` times; the median is reported.
 """
 
 from __future__ import annotations
@@ -99,12 +102,12 @@ class StallMeter:
         return 1000 * max(0.0, float(np.percentile(self.gaps, 99)) - self.interval)
 
 
-def in_napari(viewer, image, labels, args, mode: str, out) -> dict:
-    """Train through the Train widget with worker ``mode``; measure stalls and speed."""
+def in_napari(viewer, image, labels, args, mode: str, preview: bool, out) -> dict:
+    """Train through the docked Train widget computing at ``mode``; measure stalls and speed."""
     from qtpy.QtWidgets import QApplication
 
     from napari_cellseq.core.events import Step
-    from napari_cellseq.gui import _workers
+    from napari_cellseq.gui import _backend, _forms
     from napari_cellseq.gui.train_widget import TrainWidget
 
     app = QApplication.instance()
@@ -113,47 +116,63 @@ def in_napari(viewer, image, labels, args, mode: str, out) -> dict:
         viewer.add_labels(labels, name="bench annotations")
     widget = TrainWidget(viewer)
     dock = viewer.window.add_dock_widget(widget, name=f"Train {mode}")
-    widget.model_combo.setCurrentText(args.model)
-    widget.budget_unit.setCurrentText("iterations")
-    widget.budget_spin.setValue(args.iterations)
-    widget.crop_spin.setValue(args.crop)
-    widget.batch_spin.setValue(args.batch)
-    widget.device_combo.setCurrentText(args.device)
-    widget.path_edit.setText(str(out))
+    widget.reset_choices()
+    widget.image.value = viewer.layers["bench"]
+    widget.annotations.value = viewer.layers["bench annotations"]
+    widget.model.value = args.model
+    widget.unit.value = "iterations"
+    widget.budget.value = args.iterations
+    widget.crop.value = args.crop
+    widget.batch.value = args.batch
+    widget.device.value = args.device
+    widget.preview.value = preview
+    widget.model_file.value = str(out)
+    viewer.dims.set_current_step(0, 1)
     first_step: list[float] = []
     elapsed: list[float] = []
+    previews: list[int] = []
 
     def on_event(event):
         if isinstance(event, Step):
             if not first_step:
                 first_step.append(time.perf_counter())
             elapsed.append(event.elapsed)
+        elif type(event).__name__ == "Preview":
+            previews.append(event.frame)
 
+    widget.run.event.connect(on_event)
     meter = StallMeter(10)
-    old = _workers.default_mode
-    _workers.default_mode = lambda: mode  # the widget asks the module for its mode
+    old_env = os.environ.get(_backend.ENV)
+    old_every = _forms.CHECKPOINT_EVERY_S
+    os.environ[_backend.ENV] = mode  # the one setting: where training computes
+    _forms.CHECKPOINT_EVERY_S = args.checkpoint_every
     try:
         for _ in range(20):
             app.processEvents()
+        if out.exists():
+            out.unlink()
         t0 = time.perf_counter()
-        widget.start()
-        widget.job.received.connect(on_event)
+        widget.train_button.clicked()
         meter.start()
-        while widget.job is not None:
+        while widget.run.state.busy:
             app.processEvents()
             time.sleep(0.001)
         meter.stop()
     finally:
-        _workers.default_mode = old
-    done = widget._done
-    if done is None:
-        raise RuntimeError(f"training in napari ({mode}) failed: {widget.status.text()}")
+        _forms.CHECKPOINT_EVERY_S = old_every
+        if old_env is None:
+            os.environ.pop(_backend.ENV, None)
+        else:
+            os.environ[_backend.ENV] = old_env
+    if widget._done is None:
+        raise RuntimeError(f"training in napari ({mode}) failed: {widget.status.value}")
     result = {
         "steps_per_s": steady_rate(elapsed),
         "startup_s": first_step[0] - t0 if first_step else float("nan"),
         "stall_ms": meter.longest_stall_ms(),
         "p99_ms": meter.p99_stall_ms(),
         "ticks": len(meter.gaps),
+        "previews": len(previews),
     }
     viewer.window.remove_dock_widget(dock)
     return result
@@ -169,6 +188,9 @@ def main(argv=None) -> int:
     parser.add_argument("--frames", type=int, default=6)
     parser.add_argument("--size", type=int, default=192)
     parser.add_argument("--modes", nargs="+", default=["thread", "process"])
+    parser.add_argument("--preview", nargs="+", default=["off", "on"], choices=["off", "on"])
+    parser.add_argument("--checkpoint-every", type=float, default=5.0,
+                        help="seconds between checkpoints (each one previews) in the GUI runs")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--omp-active", action="store_true",
                         help="keep OpenMP's default busy-waiting (by default OMP_WAIT_POLICY=PASSIVE "
@@ -196,32 +218,35 @@ def main(argv=None) -> int:
     viewer = napari.Viewer(show=True)
     warm = argparse.Namespace(**{**vars(args), "iterations": 3})
     headless(image, labels, warm, tmp / "warmup.pt")  # first use of torch in this process
+    configs = [(m, p) for m in args.modes for p in args.preview]
     results: dict[str, list[dict]] = {"headless": []}
-    results.update({m: [] for m in args.modes})
+    results.update({f"{m} preview {p}": [] for m, p in configs})
     for r in range(args.repeats):
         results["headless"].append(headless(image, labels, args, tmp / "headless.pt"))
         print(f"  run {r + 1} headless: {results['headless'][-1]['steps_per_s']:.2f} steps/s", flush=True)
-        for mode in args.modes:
-            res = in_napari(viewer, image, labels, args, mode, tmp / f"{mode}.pt")
-            results[mode].append(res)
-            print(f"  run {r + 1} {mode}: {res['steps_per_s']:.2f} steps/s, longest stall "
-                  f"{res['stall_ms']:.0f} ms, p99 {res['p99_ms']:.0f} ms, start-up {res['startup_s']:.1f} s",
-                  flush=True)
+        for mode, preview in configs[r % len(configs):] + configs[:r % len(configs)]:  # rotate the order
+            key = f"{mode} preview {preview}"
+            res = in_napari(viewer, image, labels, args, mode, preview == "on", tmp / f"{mode}-{preview}.pt")
+            results[key].append(res)
+            print(f"  run {r + 1} {key}: {res['steps_per_s']:.2f} steps/s, longest stall "
+                  f"{res['stall_ms']:.0f} ms, p99 {res['p99_ms']:.0f} ms, start-up {res['startup_s']:.1f} s, "
+                  f"{res['previews']} previews", flush=True)
     viewer.close()
 
     base = statistics.median(r["steps_per_s"] for r in results["headless"])
     print()
-    print(f"{'':10s} {'steps/s':>8s} {'vs headless':>12s} {'max stall':>10s} {'p99 stall':>10s} {'start-up':>9s}")
-    print(f"{'headless':10s} {base:8.2f} {'100 %':>12s}")
+    print(f"{'':20s} {'steps/s':>8s} {'vs headless':>12s} {'max stall':>10s} {'p99 stall':>10s} {'start-up':>9s}")
+    print(f"{'headless':20s} {base:8.2f} {'100 %':>12s}")
     ok = True
-    for mode in args.modes:
-        rs = results[mode]
+    for mode, preview in configs:
+        key = f"{mode} preview {preview}"
+        rs = results[key]
         sps = statistics.median(r["steps_per_s"] for r in rs)
         stall = max(r["stall_ms"] for r in rs)
         p99 = statistics.median(r["p99_ms"] for r in rs)
         startup = statistics.median(r["startup_s"] for r in rs)
         ratio = 100 * sps / base
-        print(f"{mode:10s} {sps:8.2f} {ratio:11.0f} % {stall:8.0f} ms {p99:7.0f} ms {startup:7.1f} s")
+        print(f"{key:20s} {sps:8.2f} {ratio:11.0f} % {stall:8.0f} ms {p99:7.0f} ms {startup:7.1f} s")
         ok &= stall < 100 and ratio >= 90
     print("targets (stall < 100 ms, speed >= 90 %):", "met" if ok else "NOT met")
     return 0

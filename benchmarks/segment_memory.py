@@ -11,7 +11,7 @@ Writes a ``(T, Y, X)`` uint16 movie as TIFF (uncompressed, so it is memory-mappe
 
 Run::
 
-    PYTHONPATH=src python benchmarks/segment_memory.py --frames 400 --size 256
+    PYTHONPATH=src python -m benchmarks.segment_memory --frames 400 --size 256
     # compare with another checkout: --src /path/to/other/src
 
 Memory-mapped frames count in the RSS while they are mapped (clean file pages the kernel may

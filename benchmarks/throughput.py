@@ -16,8 +16,8 @@ phase. FLOPs: counted with ``torch.utils.flop_counter.FlopCounterMode`` on one f
 device, and on CUDA as a fraction of the GPU's dense peak for the precision in use (a table of
 known GPUs, or ``--peak-tflops``).
 
-    python benchmarks/throughput.py --models unet,ulstm --json out/throughput.json
-    python benchmarks/throughput.py --device cuda --amp bf16 --channels-last --compile --batch 16
+    python -m benchmarks.throughput --models unet,ulstm --json out/throughput.json
+    python -m benchmarks.throughput --device cuda --amp bf16 --channels-last --compile --batch 16
 """
 
 from __future__ import annotations
@@ -34,17 +34,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hela_data import hela_paths  # noqa: E402
+from napari_cellseq.core.checkpoint import load_checkpoint
+from napari_cellseq.core.config import CROP_BATCH, SEQUENCE_BATCH
+from napari_cellseq.core.data.normalize import normalize, percentile_range
+from napari_cellseq.core.device import autocast_dtype, resolve_device
+from napari_cellseq.core.inference import Predictor, default_tile
+from napari_cellseq.core.losses import weighted_cross_entropy
+from napari_cellseq.core.models import build_model, default_model_config
+from napari_cellseq.core.postprocess import labels_from_probabilities
 
-from napari_cellseq.core.checkpoint import load_checkpoint  # noqa: E402
-from napari_cellseq.core.data.normalize import normalize, percentile_range  # noqa: E402
-from napari_cellseq.core.device import autocast_dtype, resolve_device  # noqa: E402
-from napari_cellseq.core.inference import Predictor, default_tile  # noqa: E402
-from napari_cellseq.core.losses import weighted_cross_entropy  # noqa: E402
-from napari_cellseq.core.models import build_model, default_model_config  # noqa: E402
-from napari_cellseq.core.postprocess import labels_from_probabilities  # noqa: E402
-from napari_cellseq.core.training import CROP_BATCH, SEQUENCE_BATCH  # noqa: E402
+from ._task import hela_paths
 
 # Dense (no sparsity) peak TFLOP/s from the vendors' data sheets: (bf16/fp16 tensor, tf32, fp32).
 PEAK_TFLOPS = {

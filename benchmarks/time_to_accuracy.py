@@ -16,7 +16,7 @@ With ``--cellpose`` the Cellpose peer (``cellpose_peer.py`` in its own environme
 for the largest mark with ``--snapshots`` (or once per mark with ``--separate-runs``) and scored
 the same way. Writes a JSON file and, when matplotlib is installed, a PNG plot beside it.
 
-    python benchmarks/time_to_accuracy.py --marks 30,60,120,240,600 --cellpose \\
+    python -m benchmarks.time_to_accuracy --marks 30,60,120,240,600 --cellpose \\
         --cellpose-python .bench/cellpose-venv/bin/python --json out/time_to_accuracy.json
 """
 
@@ -30,25 +30,23 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import tifffile
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hela_accuracy import add_task_arguments, held_out_frames, train_on_painted_frames  # noqa: E402
-from hela_data import hela_paths  # noqa: E402
+from napari_cellseq.core.events import CheckpointSaved, Step
+from napari_cellseq.core.pipeline import segment
 
-from napari_cellseq.core.events import CheckpointSaved, Step  # noqa: E402
-from napari_cellseq.core.metrics import evaluate  # noqa: E402
-from napari_cellseq.core.pipeline import segment  # noqa: E402
-
-HERE = Path(__file__).resolve().parent
-DEFAULT_CELLPOSE_PYTHON = HERE.parent / ".bench" / "cellpose-venv" / "bin" / "python"
-
-
-def score(gt: np.ndarray, pred: np.ndarray, frames: list[int]) -> dict:
-    s = evaluate(gt, pred, frames=frames)
-    return {"seg": round(s["seg"], 4), "ap50": round(s["ap50"], 4), "dice": round(s["dice"], 4)}
+from ._task import (
+    CELLPOSE_PEER,
+    DEFAULT_CELLPOSE_PYTHON,
+    add_task_arguments,
+    cellpose_env,
+    held_out_frames,
+    hela_paths,
+    load_hela,
+    scores,
+    train_on_painted_frames,
+)
 
 
 class Snapshots:
@@ -96,15 +94,15 @@ def run_ours(name: str, image, gt, args, marks: list[float], workdir: Path) -> l
                 points.append({"mark": mark, "seconds": round(seconds, 2), "steps": steps, "path": str(path)})
     for point in points:
         pred = segment(image, point["path"], device=args.device, frames=frames)
-        point.update(score(gt, pred, frames))
+        point.update(scores(gt, pred, frames))
         print(f"  {name} {point['seconds']:.0f} s ({point['steps']} steps): SEG {point['seg']:.3f}", file=sys.stderr)
     return points
 
 
 def run_cellpose(img_path: Path, gt_path: Path, gt, args, marks: list[float], workdir: Path) -> list[dict]:
     frames = held_out_frames(args)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    base = [str(args.cellpose_python), str(HERE / "cellpose_peer.py"), "--image", str(img_path),
+    env = cellpose_env()
+    base = [str(args.cellpose_python), str(CELLPOSE_PEER), "--image", str(img_path),
             "--labels", str(gt_path), "--train-frames", *map(str, args.train_frames),
             "--test-frames", *map(str, args.test_frames), "--device", args.device if args.device != "auto" else "auto",
             "--threads", str(args.threads), "--seed", str(args.seed)]
@@ -117,7 +115,7 @@ def run_cellpose(img_path: Path, gt_path: Path, gt, args, marks: list[float], wo
             report = json.loads((out_dir / "cellpose_peer.json").read_text())
             pred = tifffile.imread(report["predictions"])
             points.append({"mark": mark, "seconds": report["train_seconds"], "steps": report["steps"],
-                           **score(gt, pred, frames)})
+                           **scores(gt, pred, frames)})
     else:
         out_dir = workdir / "tta_cellpose"
         subprocess.run(base + ["--max-time", str(max(marks)), "--out-dir", str(out_dir),
@@ -127,10 +125,10 @@ def run_cellpose(img_path: Path, gt_path: Path, gt, args, marks: list[float], wo
         for snap in report.get("snapshots", []):
             pred = tifffile.imread(snap["predictions"])
             points.append({"mark": snap["mark"], "seconds": snap["seconds"], "steps": snap["steps"],
-                           **score(gt, pred, frames)})
+                           **scores(gt, pred, frames)})
         pred = tifffile.imread(report["predictions"])
         points.append({"mark": max(marks), "seconds": report["train_seconds"], "steps": report["steps"],
-                       **score(gt, pred, frames)})
+                       **scores(gt, pred, frames)})
     for point in points:
         print(f"  cellpose {point['seconds']:.0f} s ({point['steps']} steps): SEG {point['seg']:.3f}", file=sys.stderr)
     return points
@@ -181,7 +179,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     marks = sorted(float(m) for m in args.marks.split(","))
     img_path, gt_path = hela_paths()
-    image, gt = tifffile.imread(img_path), tifffile.imread(gt_path)
+    image, gt = load_hela()
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
 

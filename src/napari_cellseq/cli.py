@@ -1,10 +1,12 @@
-"""Command line: ``napari-cellseq train | segment | evaluate | models | demo``.
+"""Command line: ``napari-cellseq train | segment | evaluate | export-bioimageio | models | demo``.
 
 A thin shell over :mod:`napari_cellseq.core`; the only place logging is configured. Progress
 goes to stderr, results (scores as JSON) to stdout; user errors are one line and exit code 2.
 No existing file is replaced without ``--overwrite`` (checked before any work starts), and every
 file is written atomically. ``train`` stops cleanly on Ctrl-C or SIGTERM: it saves the model
-so far and exits with 130 (Ctrl-C) or 143 (SIGTERM); ``--init`` continues from that file.
+so far and exits with 130 (Ctrl-C) or 143 (SIGTERM); ``--init`` continues from that file. Every
+other command treats SIGTERM as Ctrl-C: it stops, removes its unfinished (hidden temporary)
+output files and exits with 143.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import argparse
 import itertools
 import json
 import logging
+import math
 import signal
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 logger = logging.getLogger("napari_cellseq.cli")
@@ -24,6 +28,32 @@ logger = logging.getLogger("napari_cellseq.cli")
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every ``with`` block cleans up as on Ctrl-C
+    (a BaseException like KeyboardInterrupt: no ``except Exception`` swallows it)."""
+
+
+@contextmanager
+def _sigterm_stops():
+    """While active, SIGTERM raises :class:`_Terminated` in the main thread (once: a second
+    SIGTERM is ignored, so that the clean-up is not cut short). Not installed outside the main
+    thread (e.g. ``main`` called from a worker thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise _Terminated
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 class _Progress:
@@ -77,15 +107,31 @@ def _check_folder(folder: Path) -> None:
             return
 
 
-def _number(kind, low, name_low):
-    """An argparse type: ``kind`` (int or float) of at least ``low``."""
+@contextmanager
+def _new_folders_removed_on_error(folder: Path):
+    """Folders up to ``folder`` that do not exist yet (and are made for an output) are removed
+    again, if still empty, when the ``with`` block fails or is stopped: nothing is left behind."""
+    new = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        yield
+    except BaseException:
+        for path in new:  # deepest first
+            try:
+                path.rmdir()
+            except OSError:  # not empty, or already gone
+                pass
+        raise
+
+
+def _number(kind, low, name_low, high=None):
+    """An argparse type: a finite ``kind`` (int or float) of at least ``low`` (and below ``high``)."""
 
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
-        if not value >= low or value != value:
+        if not low <= value < (math.inf if high is None else high):  # also refuses nan and inf
             raise argparse.ArgumentTypeError(f"must be {name_low}, got {text}")
         return value
 
@@ -95,6 +141,18 @@ def _number(kind, low, name_low):
 _POSITIVE_INT = _number(int, 1, "at least 1")
 _POSITIVE = _number(float, 1e-12, "positive")
 _CHANNEL = _number(int, 0, "0 or more (channels are counted from 0)")
+_SEED = _number(int, 0, "a whole number from 0 to 2**64 - 1", high=1 << 64)
+
+
+def _device(text: str) -> str:
+    """An argparse type: one of the devices of the vocabulary, optionally ``cuda:N``."""
+    from .core.config import check_device
+    from .core.errors import InputError
+
+    try:
+        return check_device(text.lower())
+    except InputError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _model_config(args):
@@ -107,10 +165,9 @@ def _model_config(args):
 
 
 def _cmd_train(args) -> int:
-    from dataclasses import replace
-
     from .core.config import DataConfig, TrainConfig
-    from .core.io import parse_frames, read_image, read_labels, select_channel
+    from .core.io.sources import read_movie, read_training_labels
+    from .core.io import parse_frames
     from .core.pipeline import load_model, prepare_training_inputs
     from .core.training import train
 
@@ -119,24 +176,23 @@ def _cmd_train(args) -> int:
     if args.init is None or args.model:
         _model_config(args)  # an unknown --model fails here, before the images are read
     init = load_model(args.init) if args.init else None
-    image = select_channel(read_image(args.image), args.channel)
-    labels = read_labels(args.labels)
+    image = read_movie(args.image, args.channel)  # TIFF, CTC sequence folder or OME-Zarr
+    labels, frames = read_training_labels(args.labels, image.shape)  # frames: from CTC man_seg names
     n_frames = 1 if image.ndim == 2 else max(image.shape[0], 1)
-    frames = None
-    if args.frames:
+    # an empty value ("") is not the absent flag: parse_frames refuses it ("empty frame selection")
+    if args.frames is not None:
         frames = parse_frames(args.frames, n_frames)
-    validation_frames = parse_frames(args.val_frames, n_frames) if args.val_frames else None
+    validation_frames = parse_frames(args.val_frames, n_frames) if args.val_frames is not None else None
     image, labels = prepare_training_inputs(image, labels, frames)
     max_time = args.max_time
     if max_time is None and args.iterations is None:
         max_time = 600.0
+    lr = args.lr if args.lr is not None else (TrainConfig().lr if args.optimizer == "adam" else 1e-4)
     train_config = TrainConfig(
         iterations=args.iterations, max_time=max_time, batch_size=args.batch_size,
-        optimizer=args.optimizer, lr=args.lr, seed=args.seed, device=args.device,
+        optimizer=args.optimizer, lr=lr, seed=args.seed, device=args.device,
         checkpoint_every=args.checkpoint_every, loss=args.loss, calibrate=args.calibrate,
     )
-    if args.lr is None:
-        train_config = replace(train_config, lr=TrainConfig().lr if args.optimizer == "adam" else 1e-4)
     data_config = DataConfig(target=args.target, crop_size=args.crop, sampling=args.sampling)
     model_config = _model_config(args) if init is None or args.model else None
     stop = threading.Event()
@@ -216,8 +272,8 @@ def _cmd_segment(args) -> int:
     (renamed into place at the end), so memory does not grow with the movie's length."""
     from .core.errors import CellseqError
     from .core.events import Done, FrameDone
-    from .core.io import (check_image_layout, ctc_mask_name, ctc_mask_writer, label_stack_writer,
-                          open_image, parse_frames, select_channel)
+    from .core.io.sources import open_movie
+    from .core.io import check_image_layout, ctc_mask_name, ctc_mask_writer, label_stack_writer, parse_frames
     from .core.pipeline import FrameLabels, load_model, segment_events
     from .cli_batch import segment_many, wants_batch
 
@@ -225,14 +281,16 @@ def _cmd_segment(args) -> int:
         return segment_many(args, _Progress)
     args.image = args.image[0]
     out = Path(args.out)
-    if not args.ctc:
+    into_zarr = _exchange_outputs_checked(args, out)  # OME-Zarr labels group, --rois
+    if into_zarr:
+        pass  # checked above
+    elif not args.ctc:
         _check_out(out, args.overwrite)
     elif out.exists() and not out.is_dir():
         raise CellseqError(f"{out} is a file, but --ctc writes mask files into a folder: give a folder for --out")
     else:
         _check_folder(out)
-    with open_image(args.image) as raw:
-        image = select_channel(raw, args.channel)
+    with open_movie(args.image, args.channel) as image:  # TIFF, CTC sequence folder or OME-Zarr
         shape = tuple(int(v) for v in image.shape)
         check_image_layout(shape, image.dtype)
         n = 1 if len(shape) == 2 else shape[0]
@@ -242,21 +300,26 @@ def _cmd_segment(args) -> int:
                 more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
                 raise CellseqError(f"{existing[0]}{more} exist: pass --overwrite or choose another --out folder")
         ckpt = load_model(args.model)
-        frames = None
-        if args.frames:
-            frames = parse_frames(args.frames, n)
+        frames = parse_frames(args.frames, n) if args.frames is not None else None
         bar = _Progress("segment")
         events = segment_events(image, ckpt, device=args.device, frames=frames, tile=args.tile,
                                 output=args.output)
         first = next(events)  # the input is checked before the first event: no file is made for bad input
-        if args.ctc:
+        if into_zarr:
+            from .core.io.ome_zarr import ome_zarr_labels_writer
+
+            sink = ome_zarr_labels_writer(out, args.labels_name, overwrite=args.overwrite)
+        elif args.ctc:
             sink = ctc_mask_writer(out, n, overwrite=args.overwrite, shape=shape[-2:])
         else:
             sink = label_stack_writer(out, shape, overwrite=args.overwrite)
-        with sink as writer:
+        with _new_folders_removed_on_error(out if args.ctc else out.parent), sink as writer, \
+                _rois_sink(args, n) as rois:
             for event in itertools.chain([first], events):
                 if isinstance(event, FrameLabels):
                     writer.write(event.index, event.labels)
+                    if rois is not None:
+                        rois.write(event.index, event.labels)
                 if isinstance(event, FrameDone):
                     bar.update(event.index / max(event.total, 1), f"frame {event.index + 1}/{event.total}")
                 elif isinstance(event, Done):
@@ -266,14 +329,46 @@ def _cmd_segment(args) -> int:
     return 0
 
 
+def _exchange_outputs_checked(args, out: Path) -> bool:
+    """Check the exchange outputs of ``segment`` before any work; True when ``--out`` is an
+    OME-Zarr image (the labels go into its ``labels/`` group)."""
+    from .core.errors import CellseqError
+    from .core.io.ome_zarr import is_ome_zarr
+
+    if args.rois:
+        rois = Path(args.rois)
+        if rois.suffix.lower() != ".zip":
+            raise CellseqError(f"--rois {rois}: an ImageJ ROI set is a .zip file, e.g. {rois.with_suffix('.zip').name}")
+        _check_out(rois, args.overwrite, "--rois")
+    if not is_ome_zarr(out):
+        if out.suffix.lower() == ".zarr":
+            raise CellseqError(f"--out {out} is not an OME-Zarr image: labels are written into the labels/ group of "
+                               "an existing OME-Zarr image (e.g. the --image itself)")
+        return False
+    if args.ctc:
+        raise CellseqError("--ctc writes mask files into a folder, not into an OME-Zarr image; drop one of them")
+    target = out / "labels" / args.labels_name
+    if target.exists() and not args.overwrite:
+        raise CellseqError(f"{target} exists: pass --overwrite or choose another --labels-name")
+    return True
+
+
+def _rois_sink(args, n_frames: int):
+    from contextlib import nullcontext
+
+    if not args.rois:
+        return nullcontext(None)
+    from .core.io.imagej_rois import imagej_roi_writer
+
+    return imagej_roi_writer(args.rois, n_frames, overwrite=args.overwrite)
+
+
 def _cmd_evaluate(args) -> int:
     from .core.io import parse_frames, read_labels
     from .core.metrics import evaluate, evaluate_classes
 
     gt, pred = read_labels(args.gt), read_labels(args.pred)
-    frames = None
-    if args.frames:
-        frames = parse_frames(args.frames, 1 if gt.ndim == 2 else gt.shape[0])
+    frames = parse_frames(args.frames, 1 if gt.ndim == 2 else gt.shape[0]) if args.frames is not None else None
     if args.classes:
         print(json.dumps(evaluate_classes(gt, pred, frames=frames)))
     else:
@@ -353,6 +448,43 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_export_bioimageio(args) -> int:
+    from .core.bioimageio.export import export_bioimageio, require_bioimageio
+    from .core.io import read_image, select_channel
+
+    require_bioimageio()  # a missing extra is one line, before anything is read
+    out = Path(args.out)
+    _check_out(out, args.overwrite)
+    image = select_channel(read_image(args.image), args.channel) if args.image else None
+    export_bioimageio(args.model, out, image, name=args.name, authors=args.author or ("napari-cellseq user",),
+                      window=args.window, frame=args.frame, overwrite=args.overwrite, test=args.test)
+    logger.info("wrote %s (validated offline with bioimageio.spec%s)", out,
+                " and its model test passed with bioimageio.core" if args.test else "")
+    return 0
+
+
+def _add_export_bioimageio_parser(sub) -> None:
+    from .core.bioimageio.export import DEFAULT_WINDOW
+
+    p = sub.add_parser("export-bioimageio", help="write a model as a BioImage Model Zoo package (.zip, format 0.5)")
+    p.add_argument("model", help="model file from `train`")
+    p.add_argument("--out", required=True, help="package to write, NAME.zip")
+    p.add_argument("--image", help="sample image TIFF whose frames (centre crop <= 256x256) become the "
+                   "package's test input (default: the built-in synthetic movie)")
+    p.add_argument("--channel", type=_CHANNEL, metavar="N", help="channel N of a multichannel --image")
+    p.add_argument("--frame", type=_number(int, 0, "0 or more"), default=0,
+                   help="first frame of --image used as test input (default 0)")
+    p.add_argument("--window", type=_POSITIVE_INT, default=DEFAULT_WINDOW,
+                   help=f"U-LSTM only: frames on the package's time axis (default {DEFAULT_WINDOW}, the "
+                        "paper's unroll length); the recurrent state starts at zero in each window")
+    p.add_argument("--name", help="package name (default: napari-cellseq NETWORK)")
+    p.add_argument("--author", action="append", metavar="NAME", help="author name (repeat for several)")
+    p.add_argument("--no-test", dest="test", action="store_false",
+                   help="skip bioimageio.core's model test (the package is still validated)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=_cmd_export_bioimageio)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with usage errors as one line (``napari-cellseq train: error: ...``), exit code 2."""
 
@@ -362,6 +494,9 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .core.config import CROP_BATCH, DEVICES, LOSSES, OPTIMIZERS, OUTPUTS, SAMPLINGS, SEQUENCE_BATCH, TARGETS
+
+    devices = "|".join(DEVICES)
 
     parser = _Parser(prog="napari-cellseq", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"napari-cellseq {__version__}")
@@ -369,11 +504,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a network on the annotated frames of a movie")
-    p.add_argument("--image", required=True, help="image TIFF, (Y,X) or (T,Y,X)")
+    p.add_argument("--image", required=True, help="image TIFF, (Y,X) or (T,Y,X); or a Cell Tracking Challenge "
+                   "sequence folder (DATA/01 with t000.tif, ...); or an OME-Zarr image (.zarr, level 0)")
     p.add_argument("--channel", type=_CHANNEL, metavar="N",
                    help="use channel N (from 0) of a multichannel image: (Y,X,C), (T,Y,X,C) or (T,C,Y,X) "
                         "with fewer than 8 channels, e.g. --channel 1 for the green of an RGB image")
-    p.add_argument("--labels", required=True, help="labels TIFF of the same shape (0 = unpainted)")
+    p.add_argument("--labels", required=True, help="labels TIFF of the same shape (0 = unpainted), or a Cell "
+                   "Tracking Challenge ground truth folder (DATA/01_GT/SEG with man_seg000.tif, ...: the annotated "
+                   "frames are those with a file)")
     p.add_argument("--frames", help="frames to learn from, e.g. 0-4,7 (default: every frame with labels)")
     p.add_argument("--model", default=None, help="network (see `napari-cellseq models`; default unet, "
                    "or the network of --init)")
@@ -381,25 +519,26 @@ def build_parser() -> argparse.ArgumentParser:
                    "at the end, and on Ctrl-C / SIGTERM)")
     p.add_argument("--max-time", type=_POSITIVE, help="training seconds at most (default 600 unless --iterations)")
     p.add_argument("--iterations", type=_POSITIVE_INT, help="optimiser steps at most")
-    p.add_argument("--device", default="auto", help="auto|cpu|cuda|mps")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", type=_device, default="auto", help=f"{devices} (or cuda:N)")
+    p.add_argument("--seed", type=_SEED, default=0, help="seeds the network's initial weights and the crops")
     p.add_argument("--init", help="model file to continue training from (e.g. one left by an interrupted run)")
     p.add_argument("--batch-size", type=_POSITIVE_INT,
-                   help="crops (frame models, default 4) or sequences (U-LSTM, default 2) per step")
+                   help=f"crops (frame models, default {CROP_BATCH}) or sequences (U-LSTM and other "
+                        f"temporal models, default {SEQUENCE_BATCH}) per step")
     p.add_argument("--crop", type=_number(int, 16, "at least 16"), default=160,
                    help="training crop side in pixels (paper: 160); frames smaller than it are padded")
     p.add_argument("--lr", type=_POSITIVE, help="learning rate (default 3e-3 adam, 1e-4 rmsprop as in the paper)")
-    p.add_argument("--optimizer", choices=["adam", "rmsprop"], default="adam")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
     p.add_argument("--width", type=_POSITIVE_INT, help="base channels of the network")
-    p.add_argument("--target", choices=["3class", "2class", "classes"], default="3class",
+    p.add_argument("--target", choices=TARGETS, default="3class",
                    help="3class/2class: labels are cell instances (3class adds a boundary class that "
                         "separates touching cells); classes: each label value is a class (1 = background, "
                         "2, 3, ... e.g. nucleus, cytoplasm; 0 = unpainted, ignored)")
-    p.add_argument("--loss", choices=["weighted_ce", "normalized_focal", "edge_weighted"],
+    p.add_argument("--loss", choices=LOSSES,
                    help="weighted_ce (U-LSTM paper eq. 8-9), normalized_focal (GRUU-Net) or edge_weighted "
                         "(FCN-GoogLeNet blog); default: the loss of the model's paper (see `models`), or "
                         "that of --init")
-    p.add_argument("--sampling", choices=["uniform", "balanced"], default="uniform",
+    p.add_argument("--sampling", choices=SAMPLINGS, default="uniform",
                    help="crop centres: uniform, or balanced (each class equally likely at the centre)")
     p.add_argument("--val-frames", metavar="FRAMES",
                    help="annotated frames held out of training, e.g. 5,6; for cell (instance) targets the "
@@ -415,22 +554,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("segment", help="segment every frame of a movie (or of many) with a trained model")
     p.add_argument("--model", required=True, help="model file from `train`")
     p.add_argument("--image", required=True, action="append",
-                   help="image TIFF, (Y,X) or (T,Y,X); repeat it, or give a quoted glob such as 'movies/*.tif', "
-                        "to segment many movies into the --out folder")
+                   help="image TIFF, (Y,X) or (T,Y,X); or a Cell Tracking Challenge sequence folder (DATA/01 with "
+                        "t000.tif, ...); or an OME-Zarr image (.zarr, level 0); repeat it, or give a quoted glob such "
+                        "as 'movies/*.tif', to segment many movies into the --out folder")
     p.add_argument("--channel", type=_CHANNEL, metavar="N",
                    help="use channel N (from 0) of a multichannel image: (Y,X,C), (T,Y,X,C) or (T,C,Y,X) "
                         "with fewer than 8 channels")
-    p.add_argument("--out", required=True, help="labels TIFF (or a folder with --ctc or several movies)")
+    p.add_argument("--out", required=True, help="labels TIFF, a folder with --ctc or several movies, or an OME-Zarr "
+                   "image (the labels go into its labels/ group)")
     p.add_argument("--frames", help="only these frames, e.g. 10-19 (others stay 0)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", type=_device, default="auto", help=f"{devices} (or cuda:N)")
     p.add_argument("--tile", type=_number(int, 32, "at least 32"), default=None, metavar="PIXELS",
                    help="largest tile side; bigger frames are cut into overlapping tiles (default 512 on "
                         "CPU, 1536 on GPUs; made smaller automatically when the device runs out of memory)")
-    p.add_argument("--output", choices=["instances", "classes"],
+    p.add_argument("--output", choices=OUTPUTS,
                    help="instances: cell labels 1..n per frame; classes: the class map as painted values "
                         "(1 = background, 2, 3, ...); default: classes for a model trained with --target "
                         "classes, else instances")
-    p.add_argument("--ctc", action="store_true", help="write maskNNN.tif files into the --out folder")
+    p.add_argument("--ctc", action="store_true", help="write maskNNN.tif files into the --out folder "
+                   "(Cell Tracking Challenge results, e.g. --image DATA/01 --out DATA/01_RES)")
+    p.add_argument("--rois", metavar="FILE.zip", help="also write an ImageJ / Fiji ROI set: one polygon per cell "
+                   "and frame, the frame as its position (open it in Fiji's ROI Manager)")
+    p.add_argument("--labels-name", default="cellseq", metavar="NAME",
+                   help="when --out is an OME-Zarr image: the labels are written to OUT/labels/NAME (default cellseq)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     from .cli_batch import add_segment_options
 
@@ -446,6 +592,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "per-class Dice, mean Dice and pixel accuracy")
     p.set_defaults(func=_cmd_evaluate)
 
+    _add_export_bioimageio_parser(sub)
+
     p = sub.add_parser("models", help="list the available networks")
     p.set_defaults(func=_cmd_models)
 
@@ -455,8 +603,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=_number(int, 2, "at least 2"), default=12, help="length of the synthetic movie")
     p.add_argument("--annotated", type=_POSITIVE_INT, default=3, help="the first N frames are 'painted'")
     p.add_argument("--iterations", type=_POSITIVE_INT, default=300)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", type=_device, default="auto", help=f"{devices} (or cuda:N)")
+    p.add_argument("--seed", type=_SEED, default=0, help="seeds the synthetic movie and the training")
     p.add_argument("--overwrite", action="store_true", help="replace files of an earlier demo in --out")
     p.set_defaults(func=_cmd_demo)
     return parser
@@ -474,18 +622,27 @@ def main(argv: list[str] | None = None) -> int:
     from .core.errors import CellseqError
 
     try:
-        return args.func(args)
+        with _sigterm_stops():
+            return args.func(args)
     except CellseqError as err:
         message = " ".join(str(err).split())  # always one line, whatever the message holds
         print(f"napari-cellseq {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except MemoryError:
+    except (MemoryError, RuntimeError) as err:
+        from .core.inference import is_out_of_memory
+
+        if not (isinstance(err, MemoryError) or is_out_of_memory(err)):
+            raise
         print(f"napari-cellseq {args.command}: error: out of memory; use smaller images (crop or split the "
-              "movie) or, for training, a smaller --crop / --batch-size", file=sys.stderr)
+              "movie) or, for training, a smaller --crop / --batch-size / --width", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print(f"napari-cellseq {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except _Terminated:
+        print(f"napari-cellseq {args.command}: stopped by SIGTERM; unfinished output files were removed",
+              file=sys.stderr)
+        return EXIT_TERMINATED
 
 
 if __name__ == "__main__":

@@ -43,7 +43,9 @@ def wants_batch(args) -> bool:
     batch path."""
     images = list(args.image)
     out = str(args.out)
-    folder = not args.ctc and (Path(out).is_dir() or out.endswith(("/", "\\")))  # --ctc: a folder of masks
+    # --ctc: a folder of masks; an OME-Zarr --out (a folder too): its labels group
+    folder = not args.ctc and not out.rstrip("/\\").endswith(".zarr") and (Path(out).is_dir()
+                                                                          or out.endswith(("/", "\\")))
     return (len(images) > 1 or any(_GLOB_CHARS & set(i) for i in images) or folder
             or (args.scheduler or "none").strip().lower() != "none" or args.frames_per_task is not None)
 
@@ -59,6 +61,8 @@ def segment_many(args, progress_factory) -> int:
     if args.ctc:
         raise CellseqError("--ctc writes one movie's mask files: segment such movies one at a time, or drop --ctc "
                            "to write one label TIFF per movie into the --out folder")
+    if getattr(args, "rois", None):
+        raise CellseqError("--rois writes one movie's ROI set: segment that movie alone, or drop --rois")
     if args.frames:
         raise CellseqError("--frames selects frames of one movie: segment that movie alone, or drop --frames")
     if args.context is not None and args.context < 0:

@@ -43,9 +43,10 @@ def test_validation_frames_set_threshold_stored_and_used(small_movie, tmp_path):
     assert thr == pytest.approx(validation[0].scores["threshold"])
     assert ckpt.training["roc_auc"] == pytest.approx(validation[0].scores["roc_auc"])
     assert ckpt.training["validation_frames"] == [4] and 4 not in ckpt.training["frames"]
-    # segmentation uses the stored threshold: 0 makes every pixel foreground, above 1 none
+    # segmentation uses the stored threshold: 0 makes every pixel foreground, 1 only pixels with
+    # p(background) == 0 (none after 3 steps); thresholds above 1 are refused by the config
     everything = segment(image, replace(ckpt, postprocess_config=replace(ckpt.postprocess_config, threshold=0.0)))
-    nothing = segment(image, replace(ckpt, postprocess_config=replace(ckpt.postprocess_config, threshold=1.01)))
+    nothing = segment(image, replace(ckpt, postprocess_config=replace(ckpt.postprocess_config, threshold=1.0)))
     assert np.all(everything > 0) and not nothing.any()
 
 

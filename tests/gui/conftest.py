@@ -17,6 +17,15 @@ pytest.importorskip("pytestqt")
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def user_data_home(tmp_path_factory, monkeypatch):
+    """A private per-user data folder (platformdirs reads XDG_DATA_HOME): default model files
+    of images without a file go there, never into the real home folder."""
+    home = tmp_path_factory.mktemp("xdg-data")
+    monkeypatch.setenv("XDG_DATA_HOME", str(home))
+    return home
+
+
 @pytest.fixture(scope="session")
 def gui_movie():
     """(image, labels): a (4, 96, 96) uint16 synthetic time-lapse and its exact labels."""

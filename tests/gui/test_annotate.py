@@ -7,40 +7,43 @@ import numpy as np
 from napari_cellseq.gui import _layers
 from napari_cellseq.gui.annotate_widget import AnnotateWidget
 
+from cellseq_gui_helpers import dock
+
 
 def test_create_layer_list_frames_and_jump(make_napari_viewer, qtbot, gui_movie):
     image, labels = gui_movie
     viewer = make_napari_viewer()
     viewer.add_image(image, name="cells")
-    widget = AnnotateWidget(viewer)
-    layer = widget.create_annotation_layer()
+    widget = dock(viewer, AnnotateWidget)
+    widget.create_button.clicked()
+    layer = viewer.layers["cells annotations"]
     assert layer.name == "cells annotations"
     assert layer.data.shape == image.shape and layer.data.dtype == np.uint16
     assert layer.metadata[_layers.PARTIAL_KEY] == []
-    assert widget.labels_picker.layer() is layer
+    assert widget.annotations.value is layer
     assert widget.create_annotation_layer().name == "cells annotations [2]"  # never overwrites
-    widget.labels_picker.set_layer(layer)
+    widget.annotations.value = layer
 
     layer.data[2] = labels[2]
     layer.data[3, 10:20, 10:20] = 5
     layer.events.data(value=layer.data)  # napari emits this on set; painting emits paint events
     qtbot.waitUntil(lambda: widget.annotated_frames() == [2, 3], timeout=3000)
-    assert widget.frames_list.item(1).text() == "frame 3: 1 cell"
+    assert widget.frames.native.item(1).text() == "frame 3: 1 cell"
 
-    widget._on_frame_clicked(widget.frames_list.item(0))
+    widget.frames.value = [2]  # choose a frame: the viewer shows it
     assert viewer.dims.current_step[0] == 2
-    widget.partial_check.setChecked(True)
+    widget.partial.value = True
     assert _layers.partial_frames(layer) == (2,)
-    assert "(partial)" in widget.frames_list.item(0).text()
+    assert "(partial)" in widget.frames.native.item(0).text()
     viewer.dims.set_current_step(0, 3)
-    assert not widget.partial_check.isChecked()
+    assert not widget.partial.value
 
     layer.paint((1, 40, 40), new_label=9, refresh=True)  # a brush stroke on frame 1
     qtbot.waitUntil(lambda: widget.annotated_frames() == [1, 2, 3], timeout=3000)
 
-    widget.background_spin.setValue(60000)
+    widget.background.value = 60000
     assert _layers.background_label(layer) == 60000
-    widget.select_background_label()
+    widget.background_button.clicked()
     assert layer.selected_label == 60000
 
 
@@ -48,14 +51,16 @@ def test_copy_corrected_frame(make_napari_viewer, gui_movie, notifications):
     image, labels = gui_movie
     viewer = make_napari_viewer()
     viewer.add_image(image, name="cells")
-    widget = AnnotateWidget(viewer)
+    widget = dock(viewer, AnnotateWidget)
     annotations = widget.create_annotation_layer()
+    assert not widget.copy_button.enabled and "same layer" in widget.reason.value  # the only Labels layer
     _layers.set_partial(annotations, 1, True)
     segmentation = viewer.add_labels(labels.astype(np.uint16), name="cells (segmentation)")
-    assert widget.source_picker.layer() is segmentation  # new segmentation layers are preferred
-    widget.labels_picker.set_layer(annotations)
+    assert widget.segmentation.value is segmentation  # new segmentation layers are preferred
+    widget.annotations.value = annotations
+    assert widget.copy_button.enabled
     viewer.dims.set_current_step(0, 1)
-    assert widget.copy_current_frame() == 1
+    widget.copy_button.clicked()
     assert np.array_equal(annotations.data[1], labels[1])
     assert not annotations.data[0].any() and not annotations.data[2].any()
     assert _layers.partial_frames(annotations) == ()  # a copied frame is complete

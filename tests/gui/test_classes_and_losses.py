@@ -6,9 +6,9 @@ import numpy as np
 
 from napari_cellseq.core.checkpoint import load_checkpoint
 from napari_cellseq.gui.segment_widget import SegmentWidget
-from napari_cellseq.gui.train_widget import PAPER_LOSS, TrainWidget
+from napari_cellseq.gui.train_widget import TrainWidget
 
-from cellseq_gui_helpers import errors, set_tiny_budget, wait_idle
+from cellseq_gui_helpers import dock, errors, set_tiny_budget, wait_idle
 
 
 def _semantic(labels: np.ndarray) -> np.ndarray:
@@ -23,20 +23,20 @@ def _train_widget_on_classes(viewer, image, labels):
     """The viewer with the image and its painted classes, and a Train widget docked on it."""
     viewer.add_image(image, name="cells")
     viewer.add_labels(_semantic(labels), name="classes")
-    return viewer, TrainWidget(viewer)
+    return viewer, dock(viewer, TrainWidget)
 
 
 def test_train_options_reach_the_job(make_napari_viewer, gui_movie):
     image, labels = gui_movie
     viewer, widget = _train_widget_on_classes(make_napari_viewer(), image, labels)
-    widget.model_combo.setCurrentText("gruunet")
-    assert widget.loss_combo.itemText(0) == f"{PAPER_LOSS} (normalized_focal)"
+    widget.model.value = "gruunet"
+    assert widget.loss.native.itemText(0) == "model's paper (normalized focal (GRUU-Net paper))"
     kwargs = widget.job_kwargs()
     assert kwargs["train_config"].loss is None  # the model's paper decides
     assert kwargs["data_config"].target == "3class" and kwargs["data_config"].sampling == "uniform"
-    widget.target_combo.setCurrentIndex(1)
-    widget.loss_combo.setCurrentText("edge_weighted")
-    widget.sampling_combo.setCurrentText("balanced")
+    widget.target.value = "classes"
+    widget.loss.value = "edge_weighted"
+    widget.sampling.value = "balanced"
     kwargs = widget.job_kwargs()
     assert kwargs["data_config"].target == "classes" and kwargs["data_config"].sampling == "balanced"
     assert kwargs["train_config"].loss == "edge_weighted"
@@ -47,28 +47,29 @@ def test_train_semantic_model_with_validation_then_segment_classes(
     monkeypatch.setenv("NAPARI_CELLSEQ_WORKER", "thread")
     image, labels = gui_movie
     viewer, widget = _train_widget_on_classes(make_napari_viewer(), image, labels)
-    widget.model_combo.setCurrentText("unet")
+    widget.model.value = "unet"
     set_tiny_budget(widget, iterations=2)
-    widget.target_combo.setCurrentIndex(1)
-    widget.sampling_combo.setCurrentText("balanced")
-    widget.validation_spin.setValue(1)
-    widget.path_edit.setText(str(tmp_path / "classes.pt"))
-    widget.train_button.click()
+    widget.target.value = "classes"
+    widget.sampling.value = "balanced"
+    widget.validation.value = 1
+    widget.model_file.value = str(tmp_path / "classes.pt")
+    widget.train_button.clicked()
     wait_idle(qtbot, widget)
     assert not errors(notifications), notifications
     ckpt = load_checkpoint(tmp_path / "classes.pt")
     assert ckpt.data_config.target == "classes" and ckpt.model_config.num_classes == 3
-    assert "validation mean Dice" in widget.validation_label.text()
+    assert "validation mean Dice" in widget.validation_text.value
 
-    seg = SegmentWidget(viewer)
+    seg = dock(viewer, SegmentWidget)
     assert seg.load_model(str(tmp_path / "classes.pt"))
-    seg.device_combo.setCurrentText("cpu")
-    seg.run_button.click()  # the model's kind: a class map
-    qtbot.waitUntil(lambda: not seg.state.segmenting and seg.job is None, timeout=120_000)
+    seg.image.value = viewer.layers["cells"]
+    seg.device.value = "cpu"
+    seg.run_button.clicked()  # the model's kind: a class map
+    wait_idle(qtbot, seg)
     out = viewer.layers["cells (segmentation)"].data
     assert out.min() >= 1 and out.max() <= 3
-    seg.output_combo.setCurrentText("cells (instances)")
-    seg.run_button.click()
-    qtbot.waitUntil(lambda: not seg.state.segmenting and seg.job is None, timeout=120_000)
+    seg.output.value = "instances"
+    seg.run_button.clicked()
+    wait_idle(qtbot, seg)
     assert viewer.layers["cells (segmentation) [2]"].data.shape == image.shape
     assert not errors(notifications), notifications

@@ -18,11 +18,23 @@ from napari_cellseq.core.checkpoint import load_checkpoint
 from napari_cellseq.gui.segment_widget import SegmentWidget
 from napari_cellseq.gui.train_widget import TrainWidget
 
-from cellseq_gui_helpers import set_tiny_budget
+from napari_cellseq.gui import _backend
+
+from cellseq_gui_helpers import dock, set_tiny_budget
 
 
-def _worker_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "napari-cellseq worker"]
+def _children(monkeypatch) -> list:
+    """The worker processes started during the test."""
+    started: list = []
+    original = _backend._start_child
+
+    def recording(*args):
+        out = original(*args)
+        started.append(out[0])
+        return out
+
+    monkeypatch.setattr(_backend, "_start_child", recording)
+    return started
 
 
 @pytest.fixture
@@ -36,35 +48,30 @@ def thread_errors(monkeypatch):
 @pytest.mark.parametrize("mode", ["process", "thread"])
 def test_closing_napari_during_training_ends_the_worker(make_napari_viewer, qtbot, gui_movie, tmp_path,
                                                         monkeypatch, thread_errors, mode):
-    if mode == "process":
-        monkeypatch.delenv("NAPARI_CELLSEQ_WORKER", raising=False)  # the default for training
-    else:
-        monkeypatch.setenv("NAPARI_CELLSEQ_WORKER", "thread")
+    monkeypatch.setenv("NAPARI_CELLSEQ_WORKER", mode)
+    children = _children(monkeypatch)
     image, labels = gui_movie
     annotations = np.zeros_like(labels, dtype=np.uint16)
     annotations[:2] = labels[:2]
     viewer = make_napari_viewer()
     viewer.add_image(image, name="cells")
     viewer.add_labels(annotations, name="cells annotations")
-    widget = TrainWidget(viewer)
-    viewer.window.add_dock_widget(widget)
+    widget = dock(viewer, TrainWidget)
     set_tiny_budget(widget, iterations=100_000)
-    widget.model_combo.setCurrentText("unet")
+    widget.model.value = "unet"
     model = tmp_path / "closing.pt"
-    widget.path_edit.setText(str(model))
-    widget.start()
-    assert widget.job.mode == mode
+    widget.model_file.value = str(model)
+    widget.train_button.clicked()
+    assert widget.run.place == mode
     qtbot.waitUntil(lambda: len(widget.plot.losses) >= 1, timeout=120_000)
-    handle = widget.job._handle
-    process = handle.process
-    assert (process is not None) == (mode == "process")
+    ended, controls = widget.run._ended, widget.run.controls
+    assert len(children) == (mode == "process")
 
     viewer.close()
-    qtbot.waitUntil(lambda: not handle.alive(), timeout=30_000)
+    qtbot.waitUntil(ended.is_set, timeout=30_000)
 
-    assert handle.stop_event.is_set()
-    assert not _worker_threads()
-    if process is not None:
+    assert controls.stopped()
+    for process in children:
         assert process.exitcode == 0  # it stopped by itself, it was not killed
         assert process not in mp.active_children()
         with pytest.raises(ProcessLookupError):
@@ -83,18 +90,16 @@ def test_closing_napari_during_segmentation_ends_the_worker(make_napari_viewer, 
     image, _ = synthetic_timelapse(n_frames=40, shape=(128, 128), n_cells=8, radius_range=(5.0, 9.0))
     viewer = make_napari_viewer()
     viewer.add_image(image, name="movie")
-    widget = SegmentWidget(viewer)
-    viewer.window.add_dock_widget(widget)
+    widget = dock(viewer, SegmentWidget)
     widget.load_model(trained_unet)
-    widget.device_combo.setCurrentText("cpu")
-    widget.start()
+    widget.device.value = "cpu"
+    widget.run_button.clicked()
     qtbot.waitUntil(lambda: widget._frames_done >= 1, timeout=60_000)
-    handle = widget.job._handle
-    assert handle.thread is not None and handle.thread.is_alive()
+    ended, controls = widget.run._ended, widget.run.controls
+    assert widget.run.place == "thread" and not ended.is_set()
 
     viewer.close()
-    qtbot.waitUntil(lambda: not handle.alive(), timeout=30_000)
+    qtbot.waitUntil(ended.is_set, timeout=30_000)
 
-    assert handle.stop_event.is_set()
-    assert not _worker_threads()
+    assert controls.stopped()
     assert not thread_errors

@@ -56,6 +56,23 @@ def test_manifest_widgets_dock(make_napari_viewer, cellseq_plugin):
         assert isinstance(widget, cls)
 
 
+def test_widget_modules_are_magicgui_containers_without_a_polling_worker():
+    from pathlib import Path
+
+    from magicgui.widgets import Container
+
+    from napari_cellseq.gui import annotate_widget, export_widget, segment_widget, train_widget
+
+    for module in (annotate_widget, export_widget, segment_widget, train_widget):
+        text = Path(module.__file__).read_text()
+        assert "from magicgui" in text and "QTimer" not in text and "LayerPicker" not in text
+    assert all(issubclass(c, Container) for c in (annotate_widget.AnnotateWidget, train_widget.TrainWidget,
+                                                  segment_widget.SegmentWidget, export_widget.ExportWidget))
+    gui = Path(annotate_widget.__file__).parent
+    assert not (gui / "_workers.py").exists()
+    assert "napari.qt.threading" in (gui / "_run.py").read_text()
+
+
 def test_gui_package_import_does_not_import_qt():
     import subprocess
     import sys

@@ -7,14 +7,10 @@ import pytest
 import tifffile
 
 from napari_cellseq.core.checkpoint import load_checkpoint
-from napari_cellseq.gui.export_widget import CTC, STACK, ExportWidget
+from napari_cellseq.gui.export_widget import ExportWidget
 from napari_cellseq.gui.segment_widget import SegmentWidget
 
-from cellseq_gui_helpers import errors
-
-
-def _wait_segment(qtbot, widget, timeout=120_000):
-    qtbot.waitUntil(lambda: not widget.state.segmenting and widget.job is None, timeout=timeout)
+from cellseq_gui_helpers import dock, errors, wait_idle as _wait_segment
 
 
 def test_segment_all_then_current_frame(make_napari_viewer, qtbot, gui_movie, trained_unet,
@@ -22,22 +18,22 @@ def test_segment_all_then_current_frame(make_napari_viewer, qtbot, gui_movie, tr
     image, labels = gui_movie
     viewer = make_napari_viewer()
     viewer.add_image(image, name="cells")
-    widget = SegmentWidget(viewer)
-    assert not widget.run_button.isEnabled()  # no model yet
+    widget = dock(viewer, SegmentWidget)
+    assert not widget.run_button.enabled and "no model yet" in widget.reason.value
     assert widget.load_model(trained_unet)
-    assert widget.run_button.isEnabled()
-    widget.device_combo.setCurrentText("cpu")
-    widget.run_button.click()
+    assert widget.run_button.enabled
+    widget.device.value = "cpu"
+    widget.run_button.clicked()
     _wait_segment(qtbot, widget)
     assert not errors(notifications), notifications
     out = viewer.layers["cells (segmentation)"]
     assert out.data.shape == image.shape and out.data.dtype == np.uint16
     assert all(out.data[t].max() >= 3 for t in range(4))  # cells found in every frame
-    assert widget.progress.value() == 4
+    assert widget.progress.value == 4
 
     viewer.dims.set_current_step(0, 2)
-    widget.frames_combo.setCurrentText("current frame")
-    widget.start()
+    widget.frames.value = "current"
+    widget.run_button.clicked()
     _wait_segment(qtbot, widget)
     second = viewer.layers["cells (segmentation) [2]"]
     assert second.data[2].max() > 0 and not second.data[[0, 1, 3]].any()
@@ -50,34 +46,35 @@ def test_segment_stop_keeps_finished_frames(make_napari_viewer, qtbot, trained_u
     image, _ = synthetic_timelapse(n_frames=12, shape=(128, 128), n_cells=8, radius_range=(5.0, 9.0))
     viewer = make_napari_viewer()
     viewer.add_image(image, name="movie")
-    widget = SegmentWidget(viewer)
+    widget = dock(viewer, SegmentWidget)
     widget.load_model(trained_unet)
-    widget.start()
-    assert widget.stop_button.isEnabled() and not widget.run_button.isEnabled()
+    widget.device.value = "cpu"
+    widget.run_button.clicked()
+    assert widget.stop_button.enabled and not widget.run_button.enabled
     qtbot.waitUntil(lambda: widget._frames_done >= 1, timeout=60_000)
-    widget.stop_button.click()
-    assert not widget.stop_button.isEnabled()
+    widget.stop_button.clicked()
+    assert not widget.stop_button.enabled
     _wait_segment(qtbot, widget)
     done = widget._frames_done
-    assert 1 <= done < 12 and "stopped" in widget.status.text()
+    assert 1 <= done < 12 and "stopped" in widget.status.value
     out = viewer.layers["movie (segmentation)"].data
     assert out[:done].any() and not out[done:].any()
-    assert widget.run_button.isEnabled()
+    assert widget.run_button.enabled
 
 
 def test_segment_bad_model_file_shows_error(make_napari_viewer, qtbot, gui_movie, tmp_path,
                                             notifications):
     viewer = make_napari_viewer()
     viewer.add_image(gui_movie[0], name="cells")
-    widget = SegmentWidget(viewer)
+    widget = dock(viewer, SegmentWidget)
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a model")
     assert not widget.load_model(str(bad))
     assert errors(notifications)
     widget.state.model_path = str(bad)  # e.g. the file was damaged after loading
-    widget.start()
+    widget.run_button.clicked()
     _wait_segment(qtbot, widget)
-    assert len(errors(notifications)) == 2 and "failed" in widget.status.text()
+    assert len(errors(notifications)) == 2 and "failed" in widget.status.value
 
 
 def test_export_stack_ctc_and_models(make_napari_viewer, gui_movie, trained_unet, tmp_path,
@@ -85,20 +82,20 @@ def test_export_stack_ctc_and_models(make_napari_viewer, gui_movie, trained_unet
     _, labels = gui_movie
     viewer = make_napari_viewer()
     viewer.add_labels(labels.astype(np.int32), name="result")
-    widget = ExportWidget(viewer)
-    widget.format_combo.setCurrentText(STACK)
-    widget.path_edit.setText(str(tmp_path / "labels.tif"))
+    widget = dock(viewer, ExportWidget)
+    widget.format.value = "stack"
+    widget.path.value = str(tmp_path / "labels.tif")
     paths = widget.export_labels()
     back = tifffile.imread(paths[0])
     assert back.dtype == np.uint16 and np.array_equal(back, labels)
     assert widget.export_labels() == []  # exists, overwrite not ticked
     assert "overwrite" in errors(notifications)[-1]
-    widget.overwrite_check.setChecked(True)
+    widget.overwrite.value = True
     assert widget.export_labels() == paths
 
-    widget.overwrite_check.setChecked(False)
-    widget.format_combo.setCurrentText(CTC)
-    widget.path_edit.setText(str(tmp_path / "01_RES"))
+    widget.overwrite.value = False
+    widget.format.value = "ctc"
+    widget.path.value = str(tmp_path / "01_RES")
     paths = widget.export_labels()
     assert [p.name for p in paths] == ["mask000.tif", "mask001.tif", "mask002.tif", "mask003.tif"]
     for t, p in enumerate(paths):
@@ -106,29 +103,33 @@ def test_export_stack_ctc_and_models(make_napari_viewer, gui_movie, trained_unet
         assert frame.dtype == np.uint16 and np.array_equal(frame, labels[t])
 
     viewer.layers["result"].data = labels.astype(np.uint32) * 10_000  # ids above 65535
-    widget.format_combo.setCurrentText(STACK)
-    widget.path_edit.setText(str(tmp_path / "big.tif"))
+    widget.format.value = "stack"
+    widget.path.value = str(tmp_path / "big.tif")
     assert tifffile.imread(widget.export_labels()[0]).dtype == np.uint32
 
-    assert not widget.save_model_button.isEnabled()
+    assert not widget.save_model_button.enabled
     assert widget.load_model(trained_unet)
-    assert widget.save_model_button.isEnabled()
+    assert widget.save_model_button.enabled
     saved = widget.save_model(tmp_path / "copy.pt")
     assert load_checkpoint(saved).model_config.name == "unet"
 
 
-def test_frame_choices(make_napari_viewer, gui_movie):
+def test_frame_choices(make_napari_viewer, gui_movie, trained_unet):
     viewer = make_napari_viewer()
     layer = viewer.add_image(gui_movie[0], name="cells")
-    widget = SegmentWidget(viewer)
-    assert widget.selected_frames(layer) is None
-    widget.frames_combo.setCurrentText("frames…")
-    assert widget.range_edit.isEnabled()
-    widget.range_edit.setText("0, 2-3")
-    assert widget.selected_frames(layer) == [0, 2, 3]
+    widget = dock(viewer, SegmentWidget)
+    widget.load_model(trained_unet)
+    assert widget.image.value is layer and widget.selected_frames() is None
+    assert not widget.range_text.enabled
+    widget.frames.value = "range"
+    assert widget.range_text.enabled
+    widget.range_text.value = "0, 2-3"
+    assert widget.selected_frames() == [0, 2, 3]
+    widget.range_text.value = "0-40"
+    assert not widget.run_button.enabled and "out of range" in widget.reason.value
     viewer.dims.set_current_step(0, 1)
-    widget.frames_combo.setCurrentText("current frame")
-    assert widget.selected_frames(layer) == [1]
+    widget.frames.value = "current"
+    assert widget.selected_frames() == [1]
 
 
 def test_segment_dask_layer_reads_one_frame_at_a_time(make_napari_viewer, qtbot, gui_movie, trained_unet,
@@ -167,11 +168,11 @@ def test_segment_dask_layer_reads_one_frame_at_a_time(make_napari_viewer, qtbot,
     with dask.config.set(scheduler="synchronous"):  # blocks are computed in the calling thread
         viewer = make_napari_viewer()
         viewer.add_image(lazy, name="big", contrast_limits=(0, int(image.max())))
-        widget = SegmentWidget(viewer)
+        widget = dock(viewer, SegmentWidget)
         widget.load_model(trained_unet)
-        widget.device_combo.setCurrentText("cpu")
+        widget.device.value = "cpu"
         reads["main"].clear()
-        widget.start()
+        widget.run_button.clicked()
         _wait_segment(qtbot, widget)
     assert not errors(notifications), notifications
     expected = segment(image, trained_unet, device="cpu")

@@ -4,17 +4,28 @@
 inputs and targets, ``TrainConfig`` how to optimise, ``PostprocessConfig`` how class maps become
 instance labels. All are plain frozen dataclasses of JSON-able fields; :func:`to_dict` and
 :func:`from_dict` round-trip them (unknown keys from newer files are rejected with a clear error).
+
+The choices a user can make (target, sampling, optimiser, loss, output kind, device) are written
+once here, as ``Literal`` types and their tuples. Every config checks itself when it is made (also
+by ``dataclasses.replace`` and :func:`from_dict`): an unknown choice or a number out of range
+raises :class:`~napari_cellseq.core.errors.InputError` naming the field and what it accepts.
+Numbers are stored as plain ``int`` / ``float`` (numpy scalars are converted), so a config always
+saves into a model file that ``torch.load(weights_only=True)`` reads.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+import math
+import numbers
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, get_args
 
-from .errors import CellseqError
+from .errors import CellseqError, InputError
 
 __all__ = [
+    "check_device",
     "Target",
     "Sampling",
     "Optimizer",
@@ -27,6 +38,9 @@ __all__ = [
     "LOSSES",
     "OUTPUTS",
     "DEVICES",
+    "INSTANCE_CLASSES",
+    "CROP_BATCH",
+    "SEQUENCE_BATCH",
     "ModelConfig",
     "DataConfig",
     "TrainConfig",
@@ -59,6 +73,91 @@ LOSSES: tuple[str, ...] = get_args(Loss)
 OUTPUTS: tuple[str, ...] = get_args(Output)
 DEVICES: tuple[str, ...] = get_args(Device)
 
+#: Default ``TrainConfig.batch_size``: crops per step for frame models, sequences for temporal
+#: ones. One sequence per step (the paper: 3): in a CPU budget of minutes, more and smaller steps
+#: win. U-LSTM on HeLa, 600 s on 2 cores, frames 0-4 painted, scored on 10-19: 1 sequence 1578
+#: steps, SEG 0.913 / AP50 0.862; 2 sequences 892 steps, SEG 0.908 / AP50 0.854.
+CROP_BATCH = 4
+SEQUENCE_BATCH = 1
+
+#: Number of network classes of each instance target (``"classes"`` has as many as are painted).
+INSTANCE_CLASSES: dict[str, int] = {"2class": 2, "3class": 3}
+
+
+# -- checks used by the configs' __post_init__ ------------------------------------------------
+
+def _fail(config: Any, name: str, wants: str, value: Any) -> None:
+    raise InputError(f"{type(config).__name__}.{name} must be {wants}, got {value!r}")
+
+
+def _choice(config: Any, name: str, allowed: tuple[str, ...], optional: bool = False) -> None:
+    value = getattr(config, name)
+    if optional and value is None:
+        return
+    if value not in allowed:
+        raise InputError(
+            f"unknown {name} {value!r} ({type(config).__name__}.{name}): choose one of "
+            f"{', '.join(allowed)}" + (" or None" if optional else "")
+        )
+
+
+def _set(config: Any, name: str, value: Any) -> None:
+    object.__setattr__(config, name, value)  # normalising a frozen dataclass's own field
+
+
+def _int(config: Any, name: str, low: int, high: int | None = None, optional: bool = False) -> None:
+    """Field ``name`` is a whole number ``low <= v`` (and ``v < high``), stored as ``int``."""
+    value = getattr(config, name)
+    if optional and value is None:
+        return
+    if high is not None:
+        wants = f"a whole number from {low} to {high - 1}"
+    else:
+        wants = "a whole number " + ("of 0 or more" if low == 0 else f"of at least {low}")
+    wants += " (or None)" if optional else ""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        _fail(config, name, wants, value)
+    if value < low or (high is not None and value >= high):
+        _fail(config, name, wants, value)
+    _set(config, name, int(value))
+
+
+def _real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _float(config: Any, name: str, low: float, high: float | None = None, positive: bool = False,
+           optional: bool = False) -> None:
+    """Field ``name`` is a finite number ``low <= v`` (``> low`` when ``positive``) and
+    ``v <= high``, stored as ``float``."""
+    value = getattr(config, name)
+    if optional and value is None:
+        return
+    if positive:
+        wants = "a positive number"
+    elif high is None:
+        wants = "a number of 0 or more" if low == 0 else f"a number of at least {low:g}"
+    else:
+        wants = f"a number from {low:g} to {high:g}"
+    wants += " (or None)" if optional else ""
+    if not _real(value) or value < low or (positive and value == low) or (high is not None and value > high):
+        _fail(config, name, wants, value)
+    _set(config, name, float(value))
+
+
+def _floats(config: Any, name: str, length: int | None = None) -> tuple[float, ...]:
+    """Field ``name`` is a sequence of finite numbers (``length`` of them), stored as a tuple."""
+    value = getattr(config, name)
+    wants = f"{length} numbers" if length else "a non-empty list of numbers"
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        _fail(config, name, wants, value)
+    items = tuple(value)
+    if (length and len(items) != length) or not items or not all(_real(v) and math.isfinite(v) for v in items):
+        _fail(config, name, wants, value)
+    items = tuple(float(v) for v in items)
+    _set(config, name, items)
+    return items
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -83,6 +182,21 @@ class ModelConfig:
     base_channels: int = 16
     depth: int = 4
     options: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            _fail(self, "name", "a network name (see `napari-cellseq models`)", self.name)
+        _int(self, "in_channels", 1)
+        _int(self, "num_classes", 1)
+        _int(self, "base_channels", 1)
+        _int(self, "depth", 1)
+        try:
+            options = tuple((key, value) for key, value in self.options)
+        except (TypeError, ValueError):
+            options = None
+        if options is None or not all(isinstance(key, str) for key, _ in options):
+            _fail(self, "options", "(name, value) pairs", self.options)
+        _set(self, "options", options)
 
     def option(self, key: str, default: Any = None) -> Any:
         """The value of model option ``key`` (``default`` when not set)."""
@@ -121,7 +235,7 @@ class DataConfig:
         class-balanced patch sampling of paper 004, which draws patches "from each category").
     """
 
-    target: str = "3class"
+    target: Target = "3class"
     boundary_width: int = 2
     w0: float = 10.0
     sigma0: float = 5.0
@@ -130,7 +244,20 @@ class DataConfig:
     crop_size: int = 160
     augment_affine: bool = True
     augment_elastic: bool = True
-    sampling: str = "uniform"
+    sampling: Sampling = "uniform"
+
+    def __post_init__(self) -> None:
+        _choice(self, "target", TARGETS)
+        _choice(self, "sampling", SAMPLINGS)
+        _int(self, "boundary_width", 0)
+        _float(self, "w0", 0.0)
+        _float(self, "sigma0", 0.0, positive=True)
+        if any(w < 0 for w in _floats(self, "class_weights")):
+            _fail(self, "class_weights", "numbers of 0 or more", self.class_weights)
+        low, high = _floats(self, "percentiles", 2)
+        if not 0 <= low < high <= 100:
+            _fail(self, "percentiles", "(low, high) with 0 <= low < high <= 100", self.percentiles)
+        _int(self, "crop_size", 1)
 
 
 @dataclass(frozen=True)
@@ -142,8 +269,8 @@ class TrainConfig:
     iterations : optimiser steps at most (``None``: until ``max_time``).
     max_time : seconds of training at most (``None``: until ``iterations``).
     batch_size : crops (frame models) or sequences of ``4 * unroll`` frames (temporal models)
-        per step; ``None``: 4 crops or 1 sequence (the U-LSTM paper uses 3 sequences; 1 gives
-        more steps in a CPU budget of minutes, measured in ``training.SEQUENCE_BATCH``).
+        per step; ``None``: :data:`CROP_BATCH` crops or :data:`SEQUENCE_BATCH` sequences (the
+        U-LSTM paper uses 3 sequences; 1 gives more steps in a CPU budget of minutes).
     optimizer : ``"rmsprop"`` (the U-LSTM paper) or ``"adam"`` (the CS230 report's best).
     lr : learning rate. Both papers use 1e-4 over ~100k iterations; for budgets of minutes
         Adam at 3e-3 with cosine decay reached lower loss and equal or better SEG on HeLa
@@ -174,19 +301,33 @@ class TrainConfig:
     iterations: int | None = None
     max_time: float | None = 600.0
     batch_size: int | None = None
-    optimizer: str = "adam"
+    optimizer: Optimizer = "adam"
     lr: float = 3e-3
     unroll: int = 5
     seed: int = 0
-    device: str = "auto"
+    device: str = "auto"  # a Device, optionally with an index: "cuda:1"
     checkpoint_every: float = 30.0
     amp: bool = True
     calibrate: bool = True
-    loss: str | None = None
+    loss: Loss | None = None
     focal_gamma: float = 2.0
     edge_weight: float = 10.0
     channels_last: bool | None = None
     compile: bool = False
+
+    def __post_init__(self) -> None:
+        _int(self, "iterations", 1, optional=True)
+        _float(self, "max_time", 0.0, positive=True, optional=True)
+        _int(self, "batch_size", 1, optional=True)
+        _choice(self, "optimizer", OPTIMIZERS)
+        _float(self, "lr", 0.0, positive=True)
+        _int(self, "unroll", 1)
+        _int(self, "seed", 0, high=1 << 64)  # torch.manual_seed takes 64-bit seeds
+        check_device(self.device)
+        _float(self, "checkpoint_every", 0.0, positive=True)
+        _choice(self, "loss", LOSSES, optional=True)
+        _float(self, "focal_gamma", 0.0)
+        _float(self, "edge_weight", 0.0)
 
 
 @dataclass(frozen=True)
@@ -204,6 +345,21 @@ class PostprocessConfig:
 
     min_size: int = 15
     threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        _int(self, "min_size", 0)
+        # closed interval: a ROC threshold can be exactly 0 or 1, and model files hold such values
+        _float(self, "threshold", 0.0, 1.0, optional=True)
+
+
+def check_device(name: Any) -> str:
+    """``name`` if it is one of :data:`DEVICES`, optionally with a device index (``"cuda:1"``);
+    else InputError naming the choices. (Whether the device exists here is checked when it is
+    used, by :func:`napari_cellseq.core.device.resolve_device`.)"""
+    kind, colon, index = name.partition(":") if isinstance(name, str) else (None, "", "")
+    if kind not in DEVICES or (colon and (not index.isdigit() or kind in ("auto", "cpu"))):
+        raise InputError(f"unknown device {name!r}: choose one of {', '.join(DEVICES)} (or cuda:N for GPU N)")
+    return name
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -223,10 +379,16 @@ def _to_tuple(value: Any) -> Any:
     return value
 
 
-def from_dict(cls: type[T], data: dict[str, Any]) -> T:
-    """Rebuild config ``cls`` from :func:`to_dict` output; unknown keys raise CellseqError."""
+def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
+    """Rebuild config ``cls`` from :func:`to_dict` output.
+
+    Data that is not a mapping or has unknown keys raises CellseqError; values the config
+    rejects raise InputError (see the module docstring).
+    """
+    if not isinstance(data, Mapping):
+        raise CellseqError(f"{cls.__name__} must be a mapping of field names to values, got {type(data).__name__}")
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - names)
+    unknown = sorted(repr(k) if not isinstance(k, str) else k for k in set(data) - names)
     if unknown:
         raise CellseqError(
             f"{cls.__name__} has no field(s) {unknown}: the file was written by a newer "

@@ -11,7 +11,7 @@ the same ``(N, K, H, W)`` logits and ``(N, H, W)`` classes / weights / valid mas
 per-pixel weights of the FCN-GoogLeNet blog's edge over-weighting (paper 003), to be multiplied
 into the ``weights`` of either loss.
 
-Training selects one of :data:`LOSSES` (``TrainConfig.loss``); each comes with the per-pixel
+Training selects one of :data:`~napari_cellseq.core.config.LOSSES` (``TrainConfig.loss``); each comes with the per-pixel
 weight map it is defined with (:data:`WEIGHTING`), built by the training set:
 
 * ``"weighted_ce"``: :func:`weighted_cross_entropy` with ``w_c + w_d`` (U-LSTM paper eq. 8-9);
@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from .config import LOSSES, Loss
+
 __all__ = [
     "LOSSES",
     "WEIGHTING",
@@ -40,22 +42,21 @@ __all__ = [
     "loss_function",
 ]
 
-#: Loss names ``TrainConfig.loss`` accepts.
-LOSSES = ("weighted_ce", "normalized_focal", "edge_weighted")
 #: The per-pixel weight map each loss uses: ``"separation"`` = ``w_c + w_d`` (eq. 9),
 #: ``"class"`` = ``w_c``, ``"edge"`` = ``w_c * edge_weights``.
-WEIGHTING = {"weighted_ce": "separation", "normalized_focal": "class", "edge_weighted": "edge"}
-_PAPER_LOSS = {"gruunet": "normalized_focal", "fcn_googlenet": "edge_weighted"}
+WEIGHTING: dict[Loss, str] = {"weighted_ce": "separation", "normalized_focal": "class", "edge_weighted": "edge"}
+_PAPER_LOSS: dict[str, Loss] = {"gruunet": "normalized_focal", "fcn_googlenet": "edge_weighted"}
 
 
-def default_loss(model_name: str) -> str:
+def default_loss(model_name: str) -> Loss:
     """The loss of the paper of network ``model_name`` (``"weighted_ce"`` when it names none)."""
     return _PAPER_LOSS.get(model_name, "weighted_ce")
 
 
-def loss_function(name: str, focal_gamma: float = 2.0):
+def loss_function(name: Loss, focal_gamma: float = 2.0):
     """``f(logits (N, K, H, W), classes (N, H, W), weights (N, H, W), valid (N, H, W)) -> scalar``
-    of loss ``name`` (one of :data:`LOSSES`); unknown names raise CellseqError."""
+    of loss ``name`` (one of :data:`~napari_cellseq.core.config.LOSSES`); unknown names raise
+    CellseqError."""
     from .errors import CellseqError
 
     if name == "normalized_focal":

@@ -49,13 +49,18 @@ class FrameLabels(FrameDone):
 
 
 def load_model(model: Checkpoint | str | os.PathLike) -> Checkpoint:
-    """A checkpoint, or the model file at ``model`` read without executing code from it.
+    """A checkpoint, or the model file at ``model`` read without executing code from it (a
+    napari-cellseq model file, or a BioImage Model Zoo ``.zip`` napari-cellseq exported).
 
     Raises :class:`ModelFileError` for a missing, damaged, foreign or newer file, including a
     file for a network this installation does not know (e.g. written by a newer version).
     """
     if isinstance(model, Checkpoint):
         return model
+    from .bioimageio.package import is_zoo_package, load_package
+
+    if is_zoo_package(model):  # a BioImage Model Zoo .zip napari-cellseq exported
+        return load_package(model)
     try:
         return load_checkpoint(model)
     except ModelFileError:

@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from .config import INSTANCE_CLASSES, OUTPUTS
 from .errors import InputError
 
 __all__ = [
-    "TARGETS",
     "OUTPUTS",
     "smallest_label_dtype",
     "instances_from_classes",
@@ -37,12 +37,6 @@ __all__ = [
     "class_map_from_probabilities",
     "labels_from_probabilities",
 ]
-
-#: What segmentation writes: instance labels or the class map (painted values, class + 1).
-OUTPUTS = ("instances", "classes")
-
-#: Number of classes of each target kind.
-TARGETS: dict[str, int] = {"2class": 2, "3class": 3}
 
 
 def smallest_label_dtype(n: int) -> np.dtype:
@@ -60,11 +54,11 @@ def smallest_label_dtype(n: int) -> np.dtype:
 
 
 def _check_target(target: str) -> int:
-    if target not in TARGETS:
+    if target not in INSTANCE_CLASSES:
         raise InputError(
-            f"target is {target!r}: pass one of {sorted(TARGETS)} (the network's class layout)"
+            f"target is {target!r}: pass one of {sorted(INSTANCE_CLASSES)} (the network's class layout)"
         )
-    return TARGETS[target]
+    return INSTANCE_CLASSES[target]
 
 
 def _check_int(value: Any, name: str, low: int, high: int | None = None) -> int:

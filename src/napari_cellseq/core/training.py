@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .config import DataConfig, ModelConfig, PostprocessConfig, TrainConfig
+from .config import CROP_BATCH, SEQUENCE_BATCH, DataConfig, ModelConfig, PostprocessConfig, TrainConfig
 from .data.dataset import Batch, TrainingSet
 from .distributed.ddp import current as ddp_run
 from .device import autocast, autocast_dtype, resolve_device, use_channels_last
@@ -74,12 +74,6 @@ __all__ = ["train", "fit", "CHUNKS_PER_SEQUENCE"]
 # (10 frames) a U-LSTM trained on HeLa frames 0-4 segmented well only with a short context:
 # SEG 0.888 on frames 10-19 seen after a 3-frame warm-up, 0.680 after the whole movie.
 CHUNKS_PER_SEQUENCE = 4
-# Default batch sizes when TrainConfig.batch_size is None: crops for frame models, sequences for
-# temporal models. One sequence per step (the paper: 3): in a CPU budget of minutes, more and
-# smaller steps win. U-LSTM on HeLa, 600 s on 2 cores, frames 0-4 painted, scored on 10-19:
-# 1 sequence 1578 steps, SEG 0.913 / AP50 0.862; 2 sequences 892 steps, SEG 0.908 / AP50 0.854.
-CROP_BATCH = 4
-SEQUENCE_BATCH = 1
 
 
 def _make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:

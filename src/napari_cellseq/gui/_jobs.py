@@ -1,14 +1,16 @@
-"""Job functions the widgets hand to :class:`~napari_cellseq.gui._workers.Job`.
+"""Job functions the widgets hand to the run controller (:mod:`._run`, :mod:`._backend`).
 
 They run in the worker (thread or child process) on array snapshots, never on layers, and are
 module-level so that the process mode can pickle them by name. Each is a generator of core
-events and accepts ``stop``, a zero-argument callable.
+events and accepts ``stop`` (zero-argument callable, True once Stop is pressed) and ``frame``
+(zero-argument callable: the frame the viewer shows, None while the live preview is off).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -20,7 +22,25 @@ from ..core.metrics import evaluate, evaluate_classes
 from ..core.pipeline import FrameLabels, load_model, segment_events
 from ..core.training import train
 
-__all__ = ["train_job", "segment_job", "training_frames"]
+__all__ = ["train_job", "segment_job", "training_frames", "Preview", "preview_labels"]
+
+
+@dataclass(frozen=True, eq=False)
+class Preview(Event):
+    """The model after ``iteration`` steps segmented ``frame``: ``labels (Y, X)`` (live preview)."""
+
+    iteration: int
+    frame: int
+    labels: np.ndarray = field(repr=False)
+
+
+def preview_labels(image, model_path: str, frame: int, device: str,
+                   stop: Callable[[], bool] | None = None) -> np.ndarray | None:
+    """Labels ``(Y, X)`` of ``frame`` of ``image`` by the model file at ``model_path`` (None if stopped)."""
+    for event in segment_events(image, model_path, device=device, frames=[frame], stop=stop):
+        if isinstance(event, FrameLabels):
+            return event.labels
+    return None
 
 
 def training_frames(labels: np.ndarray, validation_frame: int | None) -> list[int] | None:
@@ -80,12 +100,15 @@ def train_job(
     background_label: int | None = None,
     validation_frame: int | None = None,
     stop: Callable[[], bool],
+    frame: Callable[[], int | None] = lambda: None,
 ) -> Iterator[Event]:
-    """:func:`~napari_cellseq.core.training.train` plus validation at every checkpoint.
+    """:func:`~napari_cellseq.core.training.train` plus validation and live preview at every checkpoint.
 
     ``validation_frame`` (fully annotated) is left out of training; after each
     ``CheckpointSaved`` the saved model segments it and a ``Validation`` event with
-    :func:`~napari_cellseq.core.metrics.evaluate` scores of that frame follows.
+    :func:`~napari_cellseq.core.metrics.evaluate` scores of that frame follows. Then, if
+    ``frame()`` names a frame (the one the viewer shows, preview on), the saved model segments
+    that frame too and a :class:`Preview` event carries its labels.
     """
     if validation_frame is not None and validation_frame in partial_frames:
         raise InputError(
@@ -105,6 +128,12 @@ def train_job(
                                        train_config.device, background_label)
             if scores is not None:
                 yield Validation(iteration=event.iteration, scores=scores)
+        if isinstance(event, CheckpointSaved) and (shown := frame()) is not None:
+            n = 1 if np.ndim(image) == 2 else int(np.shape(image)[0])
+            if 0 <= shown < n:
+                labels_ = preview_labels(image, event.path, shown, train_config.device)
+                if labels_ is not None:
+                    yield Preview(iteration=event.iteration, frame=shown, labels=labels_)
 
 
 def segment_job(
@@ -115,6 +144,7 @@ def segment_job(
     frames: list[int] | None = None,
     output: str | None = None,
     stop: Callable[[], bool],
+    frame: Callable[[], int | None] | None = None,
 ) -> Iterator[Event]:
     """:func:`~napari_cellseq.core.pipeline.segment_events` on a snapshot (``output``: instances,
     classes, or None for the model's kind)."""

@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..core.data.dataset import annotated_frames
 from ..core.errors import InputError
+from ._forms import LayerFacts
 
 if TYPE_CHECKING:
     import napari
@@ -42,11 +44,17 @@ __all__ = [
     "current_frame",
     "put_frame",
     "labels_dtype",
+    "facts",
+    "source_path",
+    "show_preview",
+    "PREVIEW_SUFFIX",
 ]
 
 BACKGROUND_LABEL = 65535
 PARTIAL_KEY = "cellseq_partial_frames"
 BACKGROUND_KEY = "cellseq_background_label"
+PREVIEW_SUFFIX = "(preview)"
+PREVIEW_KEY = "cellseq_preview"
 
 
 def unique_name(viewer: napari.viewer.Viewer, base: str) -> str:
@@ -198,3 +206,66 @@ def put_frame(layer: napari.layers.Labels, frame: int, labels: np.ndarray) -> No
     else:
         data[frame] = labels
     layer.refresh()
+
+
+def source_path(layer: napari.layers.Layer | None) -> str | None:
+    """The file ``layer`` was opened from, if any."""
+    path = getattr(getattr(layer, "source", None), "path", None)
+    return str(path) if path else None
+
+
+def facts(layer: napari.layers.Layer | None, labels: bool = False) -> LayerFacts | None:
+    """The :class:`~._forms.LayerFacts` of ``layer`` (None for None).
+
+    With ``labels=True`` the annotated frames are read (one pass over the data: call it
+    debounced while the user paints), with the partly annotated frames and background label.
+    """
+    if layer is None:
+        return None
+    shape = tuple(int(s) for s in layer.data.shape) if not getattr(layer, "multiscale", False) \
+        else tuple(int(s) for s in layer.data[0].shape)
+    extra: dict[str, Any] = {}
+    if labels:
+        data = layer.data
+        extra = dict(
+            annotated=tuple(annotated_frames(np.asarray(data))) if len(shape) in (2, 3) else (),
+            partial=partial_frames(layer),
+            background=background_label(layer),
+        )
+    return LayerFacts(name=layer.name, shape=shape, rgb=bool(getattr(layer, "rgb", False)),
+                      multiscale=bool(getattr(layer, "multiscale", False)),
+                      source=source_path(layer), **extra)
+
+
+def show_preview(viewer: napari.viewer.Viewer, image: napari.layers.Image, frame: int,
+                 labels: np.ndarray, layer: napari.layers.Labels | None) -> napari.layers.Labels:
+    """Show ``labels (Y, X)`` of ``frame`` in the ONE preview layer of ``image``, in place.
+
+    The preview layer holds one frame, ``(1, Y, X)`` placed at ``frame`` on the time axis
+    (2-D images: ``(Y, X)``), so it is drawn on that frame only; it is created on first use
+    (``"<image> (preview)"``), never one of the user's layers, and updated in place after.
+    """
+    labels = np.asarray(labels)
+    data = labels[None] if image.ndim == 3 else labels
+    translate = np.array(image.translate, dtype=float)
+    if image.ndim == 3:
+        translate[0] += frame * float(image.scale[0])
+    if layer is None or layer not in viewer.layers or layer.data.shape != data.shape:
+        active = viewer.layers.selection.active  # adding a layer selects it: give the user theirs back
+        layer = viewer.add_labels(
+            data.astype(labels_dtype(int(data.max()) if data.size else 0)),
+            name=unique_name(viewer, f"{image.name} {PREVIEW_SUFFIX}"),
+            scale=image.scale, translate=translate, opacity=0.5,
+            metadata={PREVIEW_KEY: True},
+        )
+        if active is not None and active in viewer.layers:
+            viewer.layers.selection.active = active
+        return layer
+    if data.size and int(data.max()) > np.iinfo(layer.data.dtype).max:
+        layer.data = data.astype(np.uint32)
+    else:
+        layer.data[...] = data
+    if not np.allclose(layer.translate, translate):
+        layer.translate = translate
+    layer.refresh()
+    return layer

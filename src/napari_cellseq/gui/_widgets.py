@@ -1,16 +1,17 @@
-"""Small Qt building blocks shared by the dock widgets: a layer picker and safe connections."""
+"""Small building blocks the magicgui dock widgets share (no layer picker: napari's own types)."""
 
 from __future__ import annotations
 
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 
-from qtpy.QtWidgets import QComboBox, QProgressBar, QWidget
+from magicgui.widgets import ComboBox, Container, Label, create_widget
 
 if TYPE_CHECKING:
-    import napari
+    from qtpy.QtWidgets import QWidget
 
-__all__ = ["connect_while_alive", "LayerPicker", "reset_progress", "format_seconds"]
+__all__ = ["connect_while_alive", "layer_choice", "text_label", "row", "format_seconds",
+           "on_close", "Debounced", "compact", "renew_choices"]
 
 
 def _disconnect(emitter: Any, callback: Callable, *_args) -> None:
@@ -21,75 +22,85 @@ def _disconnect(emitter: Any, callback: Callable, *_args) -> None:
 
 
 def connect_while_alive(emitter: Any, callback: Callable, owner: QWidget) -> None:
-    """Connect ``callback`` to a napari/psygnal ``emitter`` until Qt widget ``owner`` is destroyed.
-
-    Prevents callbacks into deleted Qt objects after a dock widget is closed.
-    """
+    """Connect ``callback`` to a napari/psygnal ``emitter`` until Qt widget ``owner`` is destroyed."""
     emitter.connect(callback)
     owner.destroyed.connect(partial(_disconnect, emitter, callback))
 
 
-class LayerPicker(QComboBox):
-    """Combo box of the viewer's layers of one type, kept in sync with the layer list.
+def on_close(owner: QWidget, callback: Callable[[], None]) -> None:
+    """Call ``callback()`` when Qt widget ``owner`` is destroyed (its dock closes, napari quits)."""
+    owner.destroyed.connect(lambda *_: callback())
 
-    Parameters
-    ----------
-    viewer : the napari viewer.
-    layer_type : ``napari.layers.Image`` or ``napari.layers.Labels`` (or a tuple of types).
+
+def layer_choice(layer_type: type, label: str, tooltip: str = "", nullable: bool = False) -> ComboBox:
+    """A ComboBox of the viewer's layers of ``layer_type`` from napari's magicgui type integration.
+
+    Its choices follow the layer list once the widget is docked in a viewer.
     """
-
-    def __init__(self, viewer: napari.viewer.Viewer, layer_type: type | tuple[type, ...],
-                 parent: QWidget | None = None):
-        super().__init__(parent)
-        self._viewer = viewer
-        self._type = layer_type
-        self._layers: list = []
-        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.setMinimumContentsLength(12)
-        for name in ("inserted", "removed", "moved", "reordered"):
-            emitter = getattr(viewer.layers.events, name, None)
-            if emitter is not None:
-                connect_while_alive(emitter, self.refresh, self)
-        self.refresh()
-
-    def refresh(self, *_args) -> None:
-        """Re-read the layer list, keeping the current choice when it still exists."""
-        current = self.layer()
-        self._layers = [layer for layer in self._viewer.layers if isinstance(layer, self._type)]
-        self.blockSignals(True)
-        self.clear()
-        for layer in self._layers:
-            self.addItem(layer.name)
-        self.blockSignals(False)
-        if current in self._layers:
-            self.setCurrentIndex(self._layers.index(current))
-        elif self._layers:
-            self.setCurrentIndex(0)
-        if self.layer() is not current:
-            self.currentIndexChanged.emit(self.currentIndex())
-
-    def showPopup(self) -> None:  # noqa: N802 - Qt override
-        """Refresh names (layers may have been renamed) before showing the list."""
-        self.refresh()
-        super().showPopup()
-
-    def layer(self):
-        """The chosen layer, or None when the viewer has no layer of this type."""
-        i = self.currentIndex()
-        return self._layers[i] if 0 <= i < len(self._layers) else None
-
-    def set_layer(self, layer) -> None:
-        """Choose ``layer`` (refreshing first if it is new)."""
-        if layer not in self._layers:
-            self.refresh()
-        if layer in self._layers:
-            self.setCurrentIndex(self._layers.index(layer))
+    widget = create_widget(annotation=layer_type, label=label, options={"nullable": nullable})
+    widget.tooltip = tooltip or None
+    return widget
 
 
-def reset_progress(bar: QProgressBar, maximum: int = 1000) -> None:
-    """Put ``bar`` back to 0 of ``maximum``."""
-    bar.setRange(0, maximum)
-    bar.setValue(0)
+def text_label(value: str = "", label: str = "", wrap: bool = True) -> Label:
+    """A read-only text line that wraps (status, reasons)."""
+    widget = Label(value=value, label=label)
+    widget.native.setWordWrap(wrap)
+    return widget
+
+
+def row(*widgets, label: str = "") -> Container:
+    """Widgets side by side, as one labelled row of a form."""
+    return Container(widgets=list(widgets), layout="horizontal", labels=False, label=label)
+
+
+def renew_choices(widget) -> None:
+    """Re-read the choices of a ComboBox or Select in their order, with their current labels.
+
+    magicgui matches items by their text: an entry whose label changed ("frame 2: 5 cells" ->
+    "frame 2: 5 cells (partial)") would move to the end. Starting afresh keeps the order; the
+    value is kept when it is still a choice.
+    """
+    value = widget.value
+    with widget.changed.blocked():
+        widget.native.clear()
+        widget.reset_choices()
+        try:
+            widget.value = value
+        except (ValueError, TypeError):
+            pass
+    if widget.value != value:
+        widget.changed.emit(widget.value)
+
+
+def compact(container: Container, chars: int = 10) -> None:
+    """Let every combo box and line edit of ``container`` shrink to the dock's width.
+
+    Combo boxes otherwise ask for the width of their longest entry (file paths, loss names),
+    which pushes buttons and values out of a narrow dock.
+    """
+    from qtpy.QtWidgets import QComboBox, QLineEdit
+
+    for box in container.native.findChildren(QComboBox):
+        box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        box.setMinimumContentsLength(chars)
+    for edit in container.native.findChildren(QLineEdit):
+        edit.setMinimumWidth(60)
+
+
+class Debounced:
+    """Call ``callback()`` once, ``delay_ms`` after the last :meth:`__call__` (coalesce painting)."""
+
+    def __init__(self, callback: Callable[[], None], delay_ms: int = 300, parent: QWidget | None = None):
+        from qtpy.QtCore import QTimer
+
+        self.timer = QTimer(parent)
+        self.timer.setSingleShot(True)
+        self.timer.setInterval(delay_ms)
+        self.timer.timeout.connect(callback)
+
+    def __call__(self, *_args) -> None:
+        self.timer.start()
 
 
 def format_seconds(seconds: float) -> str:

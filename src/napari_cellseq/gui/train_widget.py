@@ -1,66 +1,67 @@
-"""Train dock widget: learn a U-LSTM / U-Net from the painted frames, in a background worker.
+"""Train dock widget (magicgui): learn a network from the painted frames, in a napari worker.
 
-The inputs (image, annotations, their partly-annotated frames) are copied on the main thread
-when Train is pressed; the worker (:mod:`._workers`) only sees those copies, so painting may go
-on during training. Events come back as progress, ETA, a loss plot and validation SEG. Stop is
-cooperative and keeps the weights; errors become napari notifications and the widget returns
-to idle.
+The values form a :class:`~._forms.TrainForm`, checked at every edit: Train stays off with the
+reason shown until the inputs can work. Pressing Train snapshots the image and annotations on
+the main thread and hands them to the run controller (:mod:`._run`); the worker
+(:mod:`._backend`: a thread, or a child process it drains) only sees those copies, so painting
+may go on. Events come back as progress, ETA, a loss plot, validation scores and, with
+"live preview" on, the segmentation of the frame on screen at every checkpoint, drawn in one
+preview layer. Stop is cooperative and keeps the weights; errors are napari notifications.
+
+The model file defaults to a persistent place (:mod:`._model_files`: beside the image file, or
+the per-user data folder) and an existing file is never replaced: a numbered name is taken.
 """
 
 from __future__ import annotations
 
-import math
-import tempfile
-from pathlib import Path
 import logging
+import math
+import time
+from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import napari.layers
-from napari.utils.notifications import show_error, show_info
-from qtpy.QtWidgets import (
-    QButtonGroup,
-    QComboBox,
-    QDoubleSpinBox,
-    QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QProgressBar,
-    QPushButton,
-    QRadioButton,
-    QSpinBox,
-    QVBoxLayout,
-    QWidget,
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    ProgressBar,
+    PushButton,
+    RadioButtons,
+    SpinBox,
 )
+from napari.utils.notifications import show_info
 
-from ..core.checkpoint import load_checkpoint
 from ..core.config import DataConfig, TrainConfig
-from ..core.device import available_devices
 from ..core.errors import CellseqError
 from ..core.events import CheckpointSaved, Done, Started, Step, Validation
-from ..core.losses import LOSSES, default_loss
-from ..core.models import available_models, default_model_config, model_info
+from ..core.losses import default_loss
+from ..core.models import available_models, model_info
 from ..core.training import CROP_BATCH, SEQUENCE_BATCH
-from . import _layers
-from ._jobs import train_job
+from . import _choices, _layers
+from ._forms import TrainForm, train_request
+from ._jobs import Preview, train_job
+from ._model_files import default_model_file, free_name, read_model
 from ._plot import LossPlot
-from ._state import TrainState, session_state
-from ._widgets import LayerPicker, connect_while_alive, format_seconds, reset_progress
-from ._workers import Job, default_mode
+from ._run import RunController, RunState
+from ._state import session_state
+from ._widgets import compact, renew_choices, Debounced, connect_while_alive, format_seconds, layer_choice, on_close, row, text_label
 
 if TYPE_CHECKING:
     import napari
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainWidget", "default_model_for", "TARGET_CHOICES", "PAPER_LOSS"]
+__all__ = ["TrainWidget", "default_model_for"]
 
-#: Target combo entries: what the painted label values mean.
-TARGET_CHOICES = {"cells (each label one cell)": "3class",
-                  "classes (label 1 = background, 2, 3, …)": "classes"}
-#: First loss combo entry: the loss of the model's paper.
-PAPER_LOSS = "model's paper"
+#: Seconds between updates of the status text and progress bar during training.
+_STATUS_EVERY_S = 0.25
+#: Whether the core's ``train`` reads lazy (dask, zarr) images itself, frame by frame.
+LAZY_TRAINING = False
 
 
 def default_model_for(ndim: int, models: list[str]) -> str:
@@ -72,24 +73,29 @@ def default_model_for(ndim: int, models: list[str]) -> str:
     return models[0]
 
 
-class TrainWidget(QWidget):
+class TrainWidget(Container):
     """Dock widget that trains a model on an image layer and its annotation layer.
 
     Parameters
     ----------
     viewer : the napari viewer; the trained model becomes the session's current model
-        (:func:`~napari_cellseq.gui._state.session_state`), used by Segment and Export.
+        (:func:`~._state.session_state`), used by Segment and Export.
     """
 
-    def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None):
-        super().__init__(parent)
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__()
         self.viewer = viewer
         self.state = session_state(viewer)
-        self.job: Job | None = None
-        self._error: BaseException | None = None
+        self.run = RunController("training")
+        self._annotated: dict[int, tuple[int, ...]] = {}  # id(labels layer) -> annotated frames
+        self._watched = None
+        self._seen_image = None
+        self._file_auto = True  # the model file follows the image until the user picks one
+        self._setting_file = False
         self._done: Done | None = None
-        self._started_iterations = 0
-        self._default_path = str(Path(tempfile.mkdtemp(prefix="napari-cellseq-")) / "model.pt")
+        self._last_status = 0.0
+        self._job_image = None  # the image layer of the running job (preview placement)
+        self.preview_layer: napari.layers.Labels | None = None
         self._build()
         self._connect()
         self._on_image_changed()
@@ -97,352 +103,367 @@ class TrainWidget(QWidget):
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:
-        self.image_picker = LayerPicker(self.viewer, napari.layers.Image, self)
-        self.labels_picker = LayerPicker(self.viewer, napari.layers.Labels, self)
-        self.model_combo = QComboBox(self)
-        self.model_combo.addItems(available_models())
-        self.model_kind = QLabel(self)
-        self.device_combo = QComboBox(self)
-        self.device_combo.addItems(available_devices())
-        self.budget_spin = QSpinBox(self)
-        self.budget_spin.setRange(1, 1_000_000)
-        self.budget_spin.setValue(5)
-        self.budget_unit = QComboBox(self)
-        self.budget_unit.addItems(["minutes", "iterations"])
-        budget = QHBoxLayout()
-        budget.addWidget(self.budget_spin)
-        budget.addWidget(self.budget_unit)
-        self.lr_spin = QDoubleSpinBox(self)
-        self.lr_spin.setDecimals(5)
-        self.lr_spin.setRange(1e-5, 1.0)
-        self.lr_spin.setSingleStep(1e-4)
-        self.lr_spin.setValue(TrainConfig().lr)
-        self.crop_spin = QSpinBox(self)
-        self.crop_spin.setRange(32, 2048)
-        self.crop_spin.setSingleStep(16)
-        self.crop_spin.setValue(DataConfig().crop_size)
-        self.crop_spin.setToolTip("side of the square training crops in pixels (a multiple of 16)")
-        self.batch_spin = QSpinBox(self)
-        self.batch_spin.setRange(1, 256)
-        self.batch_spin.setValue(CROP_BATCH)
-        self.target_combo = QComboBox(self)
-        self.target_combo.addItems(list(TARGET_CHOICES))
-        self.target_combo.setToolTip(
-            "cells: each label value is one cell (instance segmentation); classes: each label value "
-            "is a class (semantic segmentation), 1 = background, 0 = unpainted and ignored")
-        self.loss_combo = QComboBox(self)
-        self.loss_combo.addItems([PAPER_LOSS, *LOSSES])
-        self.sampling_combo = QComboBox(self)
-        self.sampling_combo.addItems(["uniform", "balanced"])
-        self.sampling_combo.setToolTip("balanced: every class is equally likely at the centre of a "
-                                       "training crop (helps rare classes)")
-        self.fresh_radio = QRadioButton("start fresh", self)
-        self.continue_radio = QRadioButton("continue from current model", self)
-        self.fresh_radio.setChecked(True)
-        self._start_group = QButtonGroup(self)
-        self._start_group.addButton(self.fresh_radio)
-        self._start_group.addButton(self.continue_radio)
-        start = QHBoxLayout()
-        start.addWidget(self.fresh_radio)
-        start.addWidget(self.continue_radio)
-        self.current_label = QLabel(self)
-        self._current_model_name: str | None = None
-
-        self.validation_spin = QSpinBox(self)
-        self.validation_spin.setRange(-1, 0)
-        self.validation_spin.setValue(-1)
-        self.validation_spin.setSpecialValueText("none")
-        self.validation_spin.setToolTip(
-            "a completely annotated frame left out of training; its SEG score is reported at "
-            "every checkpoint"
-        )
-        self.path_edit = QLineEdit(self._default_path, self)
-        self.path_button = QPushButton("…", self)
-        self.path_button.setMaximumWidth(30)
-        path = QHBoxLayout()
-        path.addWidget(self.path_edit)
-        path.addWidget(self.path_button)
-        self.train_button = QPushButton("Train", self)
-        self.stop_button = QPushButton("Stop", self)
-        self.stop_button.setToolTip("stop after the current step; the weights are kept")
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.train_button)
-        buttons.addWidget(self.stop_button)
-        self.progress = QProgressBar(self)
-        reset_progress(self.progress)
-        self.status = QLabel("idle", self)
-        self.status.setWordWrap(True)
-        self.validation_label = QLabel("", self)
-        self.plot = LossPlot(self)
-
-        form = QFormLayout()
-        form.addRow("image", self.image_picker)
-        form.addRow("annotations", self.labels_picker)
-        form.addRow("model", self.model_combo)
-        form.addRow("", self.model_kind)
-        form.addRow("device", self.device_combo)
-        form.addRow("budget", budget)
-        form.addRow("learning rate", self.lr_spin)
-        form.addRow("crop size", self.crop_spin)
-        form.addRow("batch size", self.batch_spin)
-        form.addRow("labels are", self.target_combo)
-        form.addRow("loss", self.loss_combo)
-        form.addRow("crop sampling", self.sampling_combo)
-        form.addRow("weights", start)
-        form.addRow("", self.current_label)
-        form.addRow("validation frame", self.validation_spin)
-        form.addRow("model file", path)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addLayout(buttons)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.status)
-        layout.addWidget(self.validation_label)
-        layout.addWidget(self.plot)
-        layout.addStretch(1)
+        models = available_models()
+        self.image = layer_choice(napari.layers.Image, "image")
+        self.annotations = layer_choice(napari.layers.Labels, "annotations",
+                                        "the painted labels (Annotate widget)")
+        self.model = ComboBox(choices=models, value="unet" if "unet" in models else models[0], label="model")
+        self.model_kind = text_label()
+        self.device = ComboBox(choices=_choices.device_choices(), label="device")
+        self.budget = SpinBox(min=1, max=1_000_000, value=5)
+        self.unit = ComboBox(choices=["minutes", "iterations"], value="minutes")
+        self.lr = FloatSpinBox(min=1e-5, max=1.0, step=1e-4, value=TrainConfig().lr, label="learning rate")
+        self.crop = SpinBox(min=32, max=2048, step=16, value=DataConfig().crop_size, label="crop size",
+                            tooltip="side of the square training crops in pixels (a multiple of 16)")
+        self.batch = SpinBox(min=1, max=256, value=CROP_BATCH, label="batch size")
+        self.target = ComboBox(choices=_choices.target_choices(), label="labels are",
+                               tooltip="cells: each label value is one cell; classes: each label value is a "
+                                       "class, 1 = background, 0 = unpainted and ignored")
+        self.loss = ComboBox(choices=lambda _w: _choices.loss_choices(default_loss(self.model.value)), label="loss")
+        self.sampling = ComboBox(choices=_choices.sampling_choices(), label="crop sampling")
+        self.optimizer = ComboBox(choices=_choices.optimizer_choices(), label="optimizer")
+        self.start_from = RadioButtons(choices=[("start fresh", "fresh"), ("continue from current model", "continue")],
+                                       value="fresh", orientation="vertical", label="weights")
+        self.current = text_label()
+        self.validation = ComboBox(choices=self._validation_choices, label="validation frame",
+                                   tooltip="a completely annotated frame left out of training; its SEG "
+                                           "score is reported at every checkpoint")
+        self.model_file = FileEdit(mode="w", filter="*.pt", label="model file")
+        self.preview = CheckBox(value=True, text="live preview (frame on screen)",
+                                tooltip="at every checkpoint, segment the frame on screen into one "
+                                        "preview layer")
+        self.train_button = PushButton(text="Train")
+        self.stop_button = PushButton(text="Stop", tooltip="stop after the current step; the weights are kept")
+        self.reason = text_label()
+        self.progress = ProgressBar(min=0, max=1000, value=0)
+        self.status = text_label("idle")
+        self.validation_text = text_label()
+        self.extend([
+            self.image, self.annotations, self.model, self.model_kind, self.device,
+            row(self.budget, self.unit, label="budget"), self.lr, self.crop, self.batch,
+            self.target, self.loss, self.sampling, self.optimizer, self.start_from, self.current,
+            self.validation, self.model_file, self.preview,
+            row(self.train_button, self.stop_button), self.reason, self.progress, self.status,
+            self.validation_text,
+        ])
+        for label in (self.model_kind, self.current, self.reason, self.status, self.validation_text):
+            label.label = ""
+        self.reason.native.setStyleSheet("color: #e8a33d")
+        self.plot = LossPlot()
+        self.native.layout().addWidget(self.plot)  # magicgui has no plot: the one embedded Qt widget
+        compact(self)
 
     def _connect(self) -> None:
-        self.image_picker.currentIndexChanged.connect(self._on_image_changed)
-        self.model_combo.currentTextChanged.connect(self._on_model_changed)
-        self.continue_radio.toggled.connect(self._on_continue_toggled)
-        self.path_button.clicked.connect(self._choose_path)
-        self.train_button.clicked.connect(self.start)
-        self.stop_button.clicked.connect(self.stop)
-        self.labels_picker.currentIndexChanged.connect(self._update_buttons)
-        connect_while_alive(self.viewer.layers.events.inserted, self._on_layer_inserted, self)
-        connect_while_alive(self.state.events.train_state, self._update_buttons, self)
-        connect_while_alive(self.state.events.model_path, self._on_model_path, self)
+        self.image.changed.connect(self._on_image_changed)
+        self.annotations.changed.connect(self._on_annotations_changed)
+        self.model.changed.connect(self._on_model_changed)
+        self.start_from.changed.connect(self._on_start_changed)
+        self.model_file.changed.connect(self._on_file_edited)
+        self.preview.changed.connect(self._send_preview_frame)
+        self.train_button.changed.connect(self.start)
+        self.stop_button.changed.connect(self.stop)
+        self.changed.connect(self.validate)
+        self.run.state_changed.connect(self._on_run_state)
+        self.run.event.connect(self._on_event)
+        self._paint_debounce = Debounced(self._on_painted, 300, self.native)
+        for emitter, slot in ((self.viewer.layers.events.inserted, self._on_layer_inserted),
+                              (self.viewer.layers.events.removed, self.validate),
+                              (self.viewer.dims.events.current_step, self._send_preview_frame),
+                              (self.state.events.model_path, self._on_model_path)):
+            connect_while_alive(emitter, slot, self.native)
+        on_close(self.native, self.run.shutdown)  # the controller, not the (dying) widget
+
+    def reset_choices(self, *args) -> None:
+        """Follow the layer list (napari calls this on layer events): new choices, new checks.
+
+        A combo box whose value changes through new choices emits no ``changed``: follow it here.
+        """
+        super().reset_choices(*args)
+        if self.image.value is not self._seen_image:
+            self._on_image_changed()
+        if self.annotations.value is not self._watched:
+            self._on_annotations_changed()
+        self.validate()
+
+    # ------------------------------------------------------------------ the form
+    def _annotated_of(self, layer, fresh: bool = False) -> tuple[int, ...]:
+        key = id(layer)
+        if fresh or key not in self._annotated:
+            self._annotated[key] = _layers.facts(layer, labels=True).annotated
+        return self._annotated[key]
+
+    def form(self, fresh: bool = False) -> TrainForm:
+        """The widget's values as a :class:`TrainForm` (``fresh``: re-read the annotated frames)."""
+        labels = self.annotations.value
+        labels_facts = None
+        if labels is not None:
+            base = _layers.facts(labels)
+            labels_facts = replace(base, annotated=self._annotated_of(labels, fresh),
+                                   partial=_layers.partial_frames(labels),
+                                   background=_layers.background_label(labels))
+        return TrainForm(
+            image=_layers.facts(self.image.value), annotations=labels_facts,
+            model=self.model.value, device=self.device.value, budget=self.budget.value,
+            unit=self.unit.value, lr=self.lr.value, crop=self.crop.value, batch=self.batch.value,
+            target=self.target.value, loss=self.loss.value, sampling=self.sampling.value,
+            optimizer=self.optimizer.value, start=self.start_from.value,
+            current_model=self.state.model_path, validation=self.validation.value,
+            model_file=str(self.model_file.value or ""), preview=self.preview.value,
+        )
+
+    def validate(self, *_args) -> str | None:
+        """Check the form; enable Train or show why it is off. Returns the problem (None: ok)."""
+        problem = None if self.run.state.busy else self.form().problem()
+        self.reason.value = problem or ""
+        self.reason.visible = bool(problem)
+        self._update_enabled(problem)
+        return problem
+
+    def _update_enabled(self, problem: str | None) -> None:
+        """The run state drives the buttons; inputs are locked while a run is busy."""
+        state = self.run.state
+        busy = state.busy
+        self.train_button.enabled = not busy and problem is None
+        self.stop_button.enabled = state is RunState.RUNNING
+        continuing = self.start_from.value == "continue"
+        for w in (self.image, self.annotations, self.device, self.budget, self.unit, self.lr, self.crop,
+                  self.batch, self.target, self.loss, self.sampling, self.optimizer, self.start_from,
+                  self.validation, self.model_file):
+            w.enabled = not busy
+        self.model.enabled = not busy and not continuing
+
+    def _validation_choices(self, _widget=None) -> list[tuple[str, int | None]]:
+        labels = self.annotations.value if hasattr(self, "annotations") else None
+        frames = self._annotated_of(labels) if labels is not None else ()
+        return [("none", None), *((f"frame {t}", t) for t in frames)]
 
     # ------------------------------------------------------------------ reactions
     def _on_image_changed(self, *_args) -> None:
-        """Follow the data: default model, crop size and validation-frame range of the image."""
-        layer = self.image_picker.layer()
-        if layer is None:
-            self._update_buttons()
-            return
-        models = available_models()
-        self.model_combo.setCurrentText(default_model_for(layer.ndim, models))
-        side = min(layer.data.shape[-2:])
-        self.crop_spin.setValue(max(32, min(160, (side // 16) * 16)))
-        frames = layer.data.shape[0] if layer.ndim == 3 else 1
-        self.validation_spin.setRange(-1, frames - 1)
-        self._on_model_changed(self.model_combo.currentText())
-        self._update_buttons()
+        """Follow the data: default model, crop size, model file of the image."""
+        layer = self.image.value
+        self._seen_image = layer
+        if layer is not None:
+            self.model.value = default_model_for(layer.ndim, list(self.model.choices))
+            side = min(layer.data.shape[-2:])
+            self.crop.value = max(32, min(DataConfig().crop_size, (side // 16) * 16))
+            if self._file_auto:
+                self._set_file(default_model_file(layer.name, _layers.source_path(layer)))
+        self._on_model_changed()
 
-    def _on_model_path(self, *_args) -> None:
-        """Describe the current model (what "continue" would continue)."""
-        path = self.state.model_path
-        text = "no current model"
-        self._current_model_name = None
-        if path and not self.state.train_state.busy:
-            try:
-                ckpt = load_checkpoint(path)
-                self._current_model_name = ckpt.model_config.name
-                text = (f"current: {ckpt.model_config.name}, "
-                        f"{ckpt.training.get('iterations', '?')} iterations ({Path(path).name})")
-            except CellseqError:
-                text = f"current: {Path(path).name} (unreadable)"
-        elif path:
-            text = f"current: {Path(path).name} (being trained)"
-        self.current_label.setText(text)
-        self.current_label.setToolTip(path or "")
-        self._on_continue_toggled(self.continue_radio.isChecked())
+    def _on_annotations_changed(self, *_args) -> None:
+        """Watch the chosen annotation layer for painting (debounced re-check)."""
+        layer = self.annotations.value
+        if self._watched is not None:
+            for name in ("data", "paint", "set_data"):
+                emitter = getattr(self._watched.events, name, None)
+                if emitter is not None:
+                    emitter.disconnect(self._paint_debounce)
+        self._watched = layer
+        if layer is not None:
+            for name in ("data", "paint", "set_data"):
+                emitter = getattr(layer.events, name, None)
+                if emitter is not None:
+                    connect_while_alive(emitter, self._paint_debounce, self.native)
+        self._on_painted()
 
-    def _on_continue_toggled(self, checked: bool) -> None:
-        """Continuing trains the current model's network: show it in the model box."""
-        if checked and self._current_model_name:
-            self.model_combo.setCurrentText(self._current_model_name)
-        self._update_buttons()
+    def _on_painted(self) -> None:
+        layer = self.annotations.value
+        if layer is not None:
+            self._annotated_of(layer, fresh=True)
+        renew_choices(self.validation)
+        self.validate()
 
     def _on_layer_inserted(self, event) -> None:
         """A new annotation layer (made by the Annotate widget) becomes the one to train on."""
         layer = getattr(event, "value", None)
         if (isinstance(layer, napari.layers.Labels) and _layers.PARTIAL_KEY in layer.metadata
-                and not self.state.train_state.busy):
-            self.labels_picker.set_layer(layer)
+                and not self.run.state.busy):
+            self.annotations.reset_choices()
+            self.annotations.value = layer
+        self.validate()
 
-    def _on_model_changed(self, name: str) -> None:
-        """Say what kind of input the chosen model expects."""
-        if not name:
-            return
+    def _on_model_changed(self, *_args) -> None:
+        """Say what kind of input the chosen model expects; its default batch and loss."""
+        name = self.model.value
         temporal = model_info(name).input_kind == "time-lapse"
-        self.model_kind.setText(
-            "learns from time-lapse sequences" if temporal else "learns from single frames"
-        )
-        self.batch_spin.setValue(SEQUENCE_BATCH if temporal else CROP_BATCH)
-        self.batch_spin.setToolTip("sequences per step" if temporal else "crops per step")
-        self.loss_combo.setItemText(0, f"{PAPER_LOSS} ({default_loss(name)})")
+        self.model_kind.value = "learns from time-lapse sequences" if temporal else "learns from single frames"
+        self.batch.value = SEQUENCE_BATCH if temporal else CROP_BATCH
+        self.batch.tooltip = "sequences per step" if temporal else "crops per step"
+        renew_choices(self.loss)  # the first entry names this model's paper loss
 
-    def _choose_path(self) -> None:
-        """Pick where the model file is written."""
-        path, _ = QFileDialog.getSaveFileName(self, "Model file", self.path_edit.text(),
-                                              "napari-cellseq model (*.pt)")
-        if path:
-            self.path_edit.setText(path)
+    def _on_start_changed(self, *_args) -> None:
+        """Continuing trains the current model's network: show it in the model box."""
+        if self.start_from.value == "continue" and self._current_net:
+            self.model.value = self._current_net
+        self.validate()
 
-    def _update_buttons(self, *_args) -> None:
-        """Enable controls from the training state (the state enum drives the buttons)."""
-        busy = self.state.train_state.busy
-        have_inputs = self.image_picker.layer() is not None and self.labels_picker.layer() is not None
-        have_model = bool(self.state.model_path)
-        if not have_model and self.continue_radio.isChecked():
-            self.fresh_radio.setChecked(True)
-        self.train_button.setEnabled(not busy and have_inputs)
-        self.stop_button.setEnabled(self.state.train_state is TrainState.TRAINING)
-        self.continue_radio.setEnabled(not busy and have_model)
-        self.model_combo.setEnabled(not busy and not self.continue_radio.isChecked())
-        for w in (self.image_picker, self.labels_picker, self.device_combo, self.budget_spin,
-                  self.budget_unit, self.lr_spin, self.crop_spin, self.batch_spin,
-                  self.target_combo, self.loss_combo, self.sampling_combo, self.fresh_radio, self.validation_spin, self.path_edit, self.path_button):
-            w.setEnabled(not busy)
+    def _on_model_path(self, *_args) -> None:
+        """Describe the current model (what "continue" would continue)."""
+        path = self.state.model_path
+        self._current_net = None
+        text = "no current model"
+        if path and not self.run.state.busy:
+            try:
+                ckpt = read_model(path)
+                self._current_net = ckpt.model_config.name
+                text = (f"current: {ckpt.model_config.name}, {ckpt.training.get('iterations', '?')} "
+                        f"iterations ({Path(path).name})")
+            except CellseqError:
+                text = f"current: {Path(path).name} (unreadable)"
+        elif path:
+            text = f"current: {Path(path).name} (being trained)"
+        self.current.value = text
+        self.current.tooltip = path or None
+        if not path and self.start_from.value == "continue":
+            self.start_from.value = "fresh"
+        self.validate()
+
+    def _set_file(self, path: Path) -> None:
+        self._setting_file = True
+        try:
+            self.model_file.value = str(path)
+        finally:
+            self._setting_file = False
+
+    def _on_file_edited(self, *_args) -> None:
+        if not self._setting_file:
+            self._file_auto = False
+
+    def shown_frame(self) -> int:
+        """The frame of the training image on screen."""
+        layer = self._job_image or self.image.value
+        return _layers.current_frame(self.viewer, layer) if layer is not None else 0
+
+    def _send_preview_frame(self, *_args) -> None:
+        if self.run.state.busy:
+            self.run.set_preview_frame(self.shown_frame() if self.preview.value else None)
 
     # ------------------------------------------------------------------ run
     def job_kwargs(self) -> dict:
-        """Snapshot of everything the worker needs (copies of the layer data, configs, paths).
+        """Snapshot of everything the worker needs (copies of the layer data, configs, paths)."""
+        form = self.form(fresh=True)
+        problem = form.problem()
+        if problem:
+            raise CellseqError(problem)
+        image = _layers.image_snapshot(self.image.value, lazy=LAZY_TRAINING)
+        labels = _layers.snapshot(self.annotations.value)
+        return train_request(form, image, labels)
 
-        Raises CellseqError for inputs that cannot work (shown as a notification by :meth:`start`).
-        """
-        image_layer, labels_layer = self.image_picker.layer(), self.labels_picker.layer()
-        if image_layer is None or labels_layer is None:
-            raise CellseqError("choose an image layer and its annotation layer (Annotate widget)")
-        image = _layers.image_snapshot(image_layer)
-        labels = _layers.snapshot(labels_layer)
-        if labels.shape != image.shape:
-            raise CellseqError(
-                f"annotations {labels_layer.name!r} have shape {labels.shape} but the image "
-                f"{image_layer.name!r} {image.shape}: paint on a layer created from this image "
-                "with the Annotate widget"
-            )
-        value = self.budget_spin.value()
-        if self.budget_unit.currentText() == "minutes":
-            budget = dict(iterations=None, max_time=60.0 * value)
-        else:
-            budget = dict(iterations=value, max_time=None)
-        loss = self.loss_combo.currentText() if self.loss_combo.currentIndex() > 0 else None
-        train_config = TrainConfig(batch_size=self.batch_spin.value(), lr=self.lr_spin.value(),
-                                   device=self.device_combo.currentText(), loss=loss, **budget)
-        init = None
-        model_config = default_model_config(self.model_combo.currentText())
-        if self.continue_radio.isChecked():
-            init = self.state.model_path
-            if not init or not Path(init).is_file():
-                raise CellseqError("there is no current model to continue from: train one first "
-                                   "or load a model file in the Export widget")
-            model_config = None  # the model file decides
-        out_path = self.path_edit.text().strip()
-        if not out_path:
-            raise CellseqError("give a model file path to write the trained model to")
-        validation = self.validation_spin.value()
-        return dict(
-            image=image,
-            labels=labels,
-            out_path=out_path,
-            model_config=model_config,
-            data_config=DataConfig(crop_size=self.crop_spin.value(),
-                                   target=TARGET_CHOICES[self.target_combo.currentText()],
-                                   sampling=self.sampling_combo.currentText()),
-            train_config=train_config,
-            init=init,
-            partial_frames=_layers.partial_frames(labels_layer),
-            background_label=_layers.background_label(labels_layer),
-            validation_frame=None if validation < 0 else validation,
-        )
-
-    def start(self) -> None:
-        """Snapshot the inputs and start training in the worker."""
-        if self.state.train_state.busy:
+    def start(self, *_args) -> None:
+        """Snapshot the inputs and start training in the worker (an existing model file gets a new name)."""
+        if self.run.state.busy:
             return
+        problem = self.validate()
+        if problem:
+            return
+        asked = Path(str(self.model_file.value)).expanduser()
+        target = free_name(asked)
+        if target != asked:
+            self._set_file(target)
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)  # the per-user folder on first use
             kwargs = self.job_kwargs()
         except (CellseqError, OSError) as err:
-            show_error(str(err))
+            self.reason.value = str(err)
+            self.reason.visible = True
             return
-        self._error = None
         self._done = None
+        self._last_status = 0.0
+        self._job_image = self.image.value
         self.plot.clear()
-        self.validation_label.setText("")
-        reset_progress(self.progress)
-        self.status.setText("starting…")
-        self.job = Job(train_job, kwargs, mode=default_mode("process"), parent=self)
-        self.job.received.connect(self._on_event)
-        self.job.failed.connect(self._on_failed)
-        self.job.finished.connect(self._on_finished)
-        self.state.train_state = TrainState.TRAINING
-        self.job.start()
+        self.validation_text.value = ""
+        self.progress.value = 0
+        note = f" ({asked.name} exists: writing {target.name})" if target != asked else ""
+        self.status.value = f"starting…{note}"
+        self.state.training = True
+        if self.preview.value:  # made now, so each checkpoint only updates it in place
+            self._prepare_preview()
+        self.run.start(train_job, kwargs, preview_frame=self.shown_frame() if self.preview.value else None)
 
-    def stop(self) -> None:
+    def _prepare_preview(self) -> None:
+        """The preview layer of the training image, empty until the first checkpoint."""
+        image = self._job_image
+        shape = tuple(image.data.shape[-2:])
+        layer = self.preview_layer
+        if layer is not None and layer in self.viewer.layers and tuple(layer.data.shape[-2:]) == shape:
+            return
+        self.preview_layer = _layers.show_preview(self.viewer, image, self.shown_frame(),
+                                                  np.zeros(shape, np.uint16), None)
+
+    def stop(self, *_args) -> None:
         """Ask training to end after the current step (the weights are saved)."""
-        if self.job is not None and self.state.train_state is TrainState.TRAINING:
-            self.state.train_state = TrainState.STOPPING
-            self.status.setText("stopping after this step…")
-            self.job.stop()
+        if self.run.state is RunState.RUNNING:
+            self.run.stop()
+            self.status.value = "stopping after this step…"
 
     def _on_event(self, event) -> None:
-        """Turn one training event into progress, plot points and state."""
+        """Turn one training event into progress, plot points, preview and state."""
         if isinstance(event, Started):
-            self.status.setText(f"training on {event.device}…")
+            self.status.value = f"training on {event.device}…"
         elif isinstance(event, Step):
-            self.progress.setValue(int(1000 * event.fraction))
-            self.plot.add_loss(event.iteration, event.loss)
+            self.plot.add_loss(event.iteration, event.loss)  # (repaints are coalesced by Qt)
+            now = time.perf_counter()
+            if now - self._last_status < _STATUS_EVERY_S:
+                return  # text and bar relayout the dock: a few times a second is enough
+            self._last_status = now
+            self.progress.value = int(1000 * event.fraction)
             if event.fraction > 0:
                 eta = event.elapsed * (1.0 - event.fraction) / event.fraction
                 text = (f"iteration {event.iteration}, loss {event.loss:.4f}, "
                         f"{format_seconds(event.elapsed)} elapsed, about {format_seconds(eta)} left")
-                if self.state.train_state is TrainState.STOPPING:
+                if self.run.state is RunState.STOPPING:
                     text = "stopping after this step… " + text
-                self.status.setText(text)
+                self.status.value = text
         elif isinstance(event, CheckpointSaved):
             self.state.model_path = event.path
         elif isinstance(event, Validation):
-            if "mean_dice" in event.scores:  # a semantic (classes) model
-                score = float(event.scores["mean_dice"])
-                per_class = ", ".join(f"{d:.2f}" for d in event.scores.get("dice_per_class", []))
-                text = f"validation mean Dice {score:.3f} (per class {per_class})"
-            else:
-                score = float(event.scores.get("seg", math.nan))
-                text = f"validation SEG {score:.3f}, AP50 {event.scores.get('ap50', math.nan):.3f}"
-            self.plot.add_validation(event.iteration, score)
-            self.validation_label.setText(f"{text} at iteration {event.iteration}")
+            self._show_validation(event)
+        elif isinstance(event, Preview):
+            image = self._job_image
+            if image is not None and image in self.viewer.layers:
+                self.preview_layer = _layers.show_preview(self.viewer, image, event.frame, event.labels,
+                                                          self.preview_layer)
         elif isinstance(event, Done):
             self._done = event
             self.state.model_path = event.path
 
-    def _on_failed(self, error: BaseException, trace: str) -> None:
-        """Show the error as a notification (the message says what to do)."""
-        self._error = error
-        if not isinstance(error, CellseqError):  # unexpected: keep the traceback for bug reports
-            logger.error("training failed:\n%s", trace)
-        if isinstance(error, CellseqError):
-            show_error(f"training failed: {error}")
-        elif isinstance(error, MemoryError):
-            show_error("training ran out of memory: use a smaller crop size or batch size")
+    def _show_validation(self, event: Validation) -> None:
+        scores = event.scores
+        if "mean_dice" in scores:  # a semantic (classes) model
+            score = float(scores["mean_dice"])
+            per_class = ", ".join(f"{d:.2f}" for d in scores.get("dice_per_class", []))
+            text = f"validation mean Dice {score:.3f} (per class {per_class})"
+        elif "seg" in scores:
+            score = float(scores["seg"])
+            text = f"validation SEG {score:.3f}, AP50 {scores.get('ap50', math.nan):.3f}"
         else:
-            show_error(f"training failed ({type(error).__name__}: {error})")
+            return
+        self.plot.add_validation(event.iteration, score)
+        self.validation_text.value = f"{text} at iteration {event.iteration}"
 
-    def _on_finished(self) -> None:
-        """Back to a resting state: done (with a model) or failed."""
-        if self._error is not None:
-            self.state.train_state = TrainState.FAILED
-            self.status.setText(f"failed: {self._error}")
-        else:
-            self.state.train_state = TrainState.DONE
+    def _on_run_state(self, state: RunState) -> None:
+        """Back to rest: done (with a model) or failed; the model file moves on to a free name."""
+        if state is RunState.FAILED:
+            self.status.value = f"failed: {self.run.error}"
+        elif state is RunState.DONE and self._done is not None:
             done = self._done
-            if done is not None:
-                self.progress.setValue(1000)
-                why = {"stopped": "stopped", "time": "time budget used",
-                       "iterations": "all iterations done"}.get(done.reason, done.reason)
-                text = (f"{why}: {done.iteration} iterations in {format_seconds(done.elapsed)}; "
-                        f"model saved to {done.path}")
-                self.status.setText(text)
-                show_info(text)
-        if self.job is not None:
-            self.job.deleteLater()
-        self.job = None
-        self._on_model_path()
+            self.progress.value = 1000
+            why = {"stopped": "stopped", "time": "time budget used",
+                   "iterations": "all iterations done"}.get(done.reason, done.reason)
+            text = (f"{why}: {done.iteration} iterations in {format_seconds(done.elapsed)}; "
+                    f"saved {Path(done.path).name}")
+            self.status.value = text
+            self.status.tooltip = done.path
+            show_info(f"{text} ({done.path})")
+        if not state.busy:
+            self.state.training = False
+            self._job_image = None
+            current = Path(str(self.model_file.value)).expanduser()
+            if current.exists():  # the next run must not replace this model
+                self._set_file(free_name(current))
+            self._on_model_path()
+        self.validate()
 
     def shutdown(self) -> None:
         """Stop a running worker and wait for it (napari is closing)."""
-        if self.job is not None:
-            self.job.shutdown()
-            self.job = None
-            self.state.train_state = TrainState.IDLE
+        self.run.shutdown()

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from skimage.segmentation import relabel_sequential
 
-from ..config import DataConfig
+from ..config import INSTANCE_CLASSES, DataConfig
 from ..errors import InputError
 from .augment import crop_grid, random_transform, sample
 from .normalize import OUTSIDE, normalize, percentile_range
@@ -31,10 +31,8 @@ from .targets import MAX_CLASSES, class_targets, weight_map
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["as_movie", "annotated_frames", "TrainingSet", "Batch", "SAMPLING", "TARGET_KINDS"]
+__all__ = ["as_movie", "annotated_frames", "TrainingSet", "Batch"]
 
-SAMPLING = ("uniform", "balanced")
-TARGET_KINDS = ("3class", "2class", "classes")
 # Balanced sampling keeps at most this many candidate centre pixels per class (a random subset).
 _POOL_MAX = 1 << 20
 
@@ -95,10 +93,6 @@ class TrainingSet:
         weighting: str = "separation",
         edge_weight: float = 10.0,
     ):
-        if config.target not in TARGET_KINDS:
-            raise InputError(f"unknown target {config.target!r}: choose one of {', '.join(TARGET_KINDS)}")
-        if config.sampling not in SAMPLING:
-            raise InputError(f"unknown sampling {config.sampling!r}: choose one of {', '.join(SAMPLING)}")
         self.weighting, self.edge_weight = weighting, float(edge_weight)
         image, labels = as_movie(np.asarray(image)), as_movie(np.asarray(labels))
         if image.shape != labels.shape:
@@ -132,7 +126,7 @@ class TrainingSet:
         self._nearest: dict[int, torch.Tensor] = {}
         self.object_areas: list[int] = []  # pixel areas of the painted objects
         self.semantic = config.target == "classes"
-        self.num_classes = {"2class": 2, "3class": 3}.get(config.target, 0)
+        self.num_classes = INSTANCE_CLASSES.get(config.target, 0)
         if self.semantic:
             self.num_classes = self._count_classes(labels, background_label)
         self._pools: list[np.ndarray] = []  # balanced sampling: per class, codes t * Y * X + yx

@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..config import TARGETS
+from ..errors import InputError
+
 __all__ = [
     "BACKGROUND",
     "MAX_CLASSES",
@@ -38,7 +41,7 @@ def class_targets(labels: np.ndarray, target: str, boundary_width: int = 2) -> n
     if target == "2class":
         return out
     if target != "3class":
-        raise ValueError(f"unknown target {target!r}: use '2class', '3class' or 'classes'")
+        raise InputError(f"unknown target {target!r}: choose one of {', '.join(TARGETS)}")
     size = 2 * boundary_width + 1
     hi = ndi.maximum_filter(labels, size=size, mode="nearest")
     lo = ndi.minimum_filter(labels, size=size, mode="nearest")

@@ -32,7 +32,8 @@ from typing import Any
 from ..checkpoint import Checkpoint
 from ..errors import CellseqError, InputError
 from ..events import Done, Event, Started
-from ..io import OutputExistsError, check_image_layout, label_stack_writer, open_image, select_channel
+from ..io import OutputExistsError, check_image_layout, label_stack_writer, open_image
+from ..io.sources import open_movie
 from ..pipeline import FrameLabels, load_model, segment_events
 
 logger = logging.getLogger(__name__)
@@ -154,8 +155,7 @@ def _outputs(images: Sequence[Path], out_dir: Path, overwrite: bool) -> list[Pat
 
 def _probe(image: Path, channel: int | None) -> tuple[int, ...]:
     """Shape of the (channel-selected) movie, checked without reading its pixels."""
-    with open_image(image) as raw:
-        array = select_channel(raw, channel)
+    with open_movie(image, channel) as array:  # TIFF, CTC sequence folder or OME-Zarr
         shape = tuple(int(v) for v in array.shape)
         check_image_layout(shape, array.dtype)
     return shape
@@ -168,8 +168,7 @@ def _part_path(out: Path, rng: FrameRange) -> Path:
 def _frames_of(image: Path, ckpt: Checkpoint, target: Path, shape: tuple[int, ...], rng: FrameRange | None,
                options: dict[str, Any], overwrite: bool) -> Iterator[int]:
     """Segment ``image`` (all of it, or ``rng``) into ``target``; yields after each frame kept."""
-    with open_image(image) as raw:
-        array = select_channel(raw, options.get("channel"))
+    with open_movie(image, options.get("channel")) as array:
         frames = None
         if rng is not None:
             # up to the warm-up's reach after ``first`` too: the lead-in of a temporal model is

@@ -13,6 +13,13 @@ a TIFF written                :mod:`.writers` (:func:`write_tiff_atomic`, label 
                               frame, :func:`label_dtype`)
 a Cell Tracking Challenge     :mod:`.ctc` (``mask000.tif``, ...)
 mask written
+a CTC sequence folder read    :mod:`.ctc_folder` (``01/t000.tif``, ground truth
+                              ``01_GT/SEG/man_seg000.tif``)
+an OME-Zarr image read,       :mod:`.ome_zarr` (level 0 lazily; ``labels/NAME`` frame by frame;
+labels written into it        the ``ome-zarr`` extra)
+an ImageJ / Fiji ROI set      :mod:`.imagej_rois` (one polygon per cell and frame, roifile)
+written
+which reader opens a path     :mod:`.sources` (:func:`open_movie`: TIFF, CTC folder or OME-Zarr)
 ``--frames 0-4,7`` parsed     :mod:`.frames` (:func:`parse_frames`)
 an image / labels checked     :mod:`.checks` (:func:`check_image`, :func:`check_labels`,
                               :func:`select_channel`)
@@ -24,6 +31,11 @@ Every name below can be imported from ``napari_cellseq.core.io`` directly.
 from .atomic import OVERWRITE_HOW, OutputExistsError, atomic_path, atomic_write_bytes, exists_message, refuse_existing
 from .checks import check_image, check_image_layout, check_labels, select_channel
 from .ctc import CtcMaskWriter, ctc_mask_name, ctc_mask_writer, write_ctc_masks
+from .ctc_folder import CtcSequence, is_ctc_sequence, open_ctc_sequence, read_ctc_ground_truth
+from .imagej_rois import ImagejRoiWriter, imagej_roi_writer, label_polygons, write_imagej_rois
+from .ome_zarr import (OmeZarrImage, OmeZarrLabelsWriter, is_ome_zarr, ome_zarr_labels_writer, open_ome_zarr,
+                       write_ome_zarr_labels)
+from .sources import open_movie, read_movie, read_training_labels
 from .frames import parse_frames
 from .reading import open_image, read_image, read_labels
 from .views import ChannelView, LazyArray, TiffFrames
@@ -50,6 +62,23 @@ __all__ = [
     "CtcMaskWriter",
     "ctc_mask_name",
     "write_ctc_masks",
+    "CtcSequence",
+    "is_ctc_sequence",
+    "open_ctc_sequence",
+    "read_ctc_ground_truth",
+    "ImagejRoiWriter",
+    "imagej_roi_writer",
+    "label_polygons",
+    "write_imagej_rois",
+    "OmeZarrImage",
+    "OmeZarrLabelsWriter",
+    "is_ome_zarr",
+    "ome_zarr_labels_writer",
+    "open_ome_zarr",
+    "write_ome_zarr_labels",
+    "open_movie",
+    "read_movie",
+    "read_training_labels",
     "parse_frames",
     "check_image",
     "check_image_layout",

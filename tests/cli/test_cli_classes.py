@@ -59,23 +59,22 @@ def test_val_frames_choose_threshold_and_report_auc(files, caplog):
     assert "ROC AUC" in caplog.text and f"{ckpt.training['roc_auc']:.4f}" in caplog.text
 
 
-def _train_error(d, labels_file, extra, capsys) -> str:
+def _train_error(d, labels_file, extra, one_line_error) -> str:
     argv = ["train", "--image", str(d / "img.tif"), "--labels", str(d / labels_file), "--out", str(d / "x.pt"),
             *SMALL, *extra]
     assert main(argv) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("napari-cellseq train: error:") and "Traceback" not in "\n".join(err)
-    return err[-1]
+    return one_line_error("train")
 
 
-def test_issue5_errors_are_one_line(files, capsys):
+def test_issue5_errors_are_one_line(files, one_line_error):
     d = files
     painted = tifffile.imread(d / "lab.tif")
     painted[5] = 0
     tifffile.imwrite(d / "painted.tif", painted)
-    assert "validation frames [5] have no annotation" in _train_error(d, "painted.tif", ["--val-frames", "5"], capsys)
+    assert "validation frames [5] have no annotation" in _train_error(d, "painted.tif", ["--val-frames", "5"],
+                                                                      one_line_error)
     tifffile.imwrite(d / "ids.tif", (painted + (painted > 0) * 100).astype(np.uint16))
-    assert "each label value is a class" in _train_error(d, "ids.tif", ["--target", "classes"], capsys)
+    assert "each label value is a class" in _train_error(d, "ids.tif", ["--target", "classes"], one_line_error)
 
 
 def test_models_lists_every_model_with_parameters_and_loss(capsys):

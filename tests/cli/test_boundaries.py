@@ -36,13 +36,8 @@ TINY = ["--iterations", "2", "--width", "4", "--crop", "32", "--batch-size", "1"
 
 
 @pytest.fixture(scope="module")
-def movie():
-    from napari_cellseq.core.synthetic import synthetic_timelapse
-
-    image, labels = synthetic_timelapse(n_frames=4, shape=(48, 48), n_cells=3, seed=2, radius_range=(4.0, 7.0))
-    painted = np.asarray(labels).copy()
-    painted[2:] = 0
-    return np.asarray(image), painted
+def movie(tiny_movie):
+    return tiny_movie
 
 
 @pytest.fixture(scope="module")
@@ -62,14 +57,6 @@ def files(movie, tmp_path, monkeypatch):
     imwrite(tmp_path / "lab.tif", painted)
     monkeypatch.chdir(tmp_path)
     return tmp_path
-
-
-def _one_line_error(capsys, command: str) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err, "no error message"
-    assert "Traceback" not in "\n".join(err)
-    assert err[-1].startswith(f"napari-cellseq {command}: error:"), err
-    return err[-1]
 
 
 # ------------------------------------------------------------------------------- CLI table
@@ -122,21 +109,28 @@ TRAIN = ["train", "--out", "m.pt", *TINY]
         (["--image", "img.tif", "--labels", "lab.tif", "--init", "img.tif"], "is not a napari-cellseq model file"),
     ],
 )
-def test_train_bad_input_is_one_clear_line(files, movie, capsys, argv, message):
+def test_train_bad_input_is_one_clear_line(files, movie, one_line_error, argv, message):
     _bad_files(files, *movie)
     assert main([*TRAIN, *argv]) == 2
-    assert message in _one_line_error(capsys, "train")
+    assert message in one_line_error("train")
+    assert not (files / "m.pt").exists()
+
+
+def test_more_than_the_memory_is_one_clear_line(files, one_line_error):
+    """A network far too wide to allocate (torch raises RuntimeError, not MemoryError)."""
+    assert main([*TRAIN, "--image", "img.tif", "--labels", "lab.tif", "--width", str(10**7)]) == 2
+    assert "out of memory" in one_line_error("train")
     assert not (files / "m.pt").exists()
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads any file")
-def test_unreadable_file(files, capsys):
+def test_unreadable_file(files, one_line_error):
     (files / "img.tif").chmod(0)
     try:
         assert main([*TRAIN, "--image", "img.tif", "--labels", "lab.tif"]) == 2
     finally:
         (files / "img.tif").chmod(0o644)
-    assert "permission denied" in _one_line_error(capsys, "train")
+    assert "permission denied" in one_line_error("train")
 
 
 @pytest.mark.parametrize(
@@ -149,6 +143,23 @@ def test_unreadable_file(files, capsys):
         (["--lr", "nan"], "--lr: must be positive"),
         (["--channel", "-1"], "--channel: must be 0 or more"),
         (["--width", "two"], "--width: 'two' is not a whole number"),
+        (["--width", "0"], "--width: must be at least 1"),
+        (["--seed", "-1"], "--seed: must be a whole number from 0 to 2**64 - 1"),
+        (["--seed", str(1 << 64)], "--seed: must be a whole number from 0"),
+        (["--seed", "1.5"], "--seed: '1.5' is not a whole number"),
+        (["--iterations", "-3"], "--iterations: must be at least 1"),
+        (["--max-time", "0"], "--max-time: must be positive"),
+        (["--max-time", "-5"], "--max-time: must be positive"),
+        (["--max-time", "inf"], "--max-time: must be positive"),
+        (["--batch-size", "0"], "--batch-size: must be at least 1"),
+        (["--crop", "-1"], "--crop: must be at least 16"),
+        (["--lr", "0"], "--lr: must be positive"),
+        (["--lr", "-0.1"], "--lr: must be positive"),
+        (["--lr", "inf"], "--lr: must be positive"),
+        (["--checkpoint-every", "-1"], "--checkpoint-every: must be positive"),
+        (["--device", "gpu"], "--device: unknown device 'gpu': choose one of auto, cpu, cuda, mps"),
+        (["--optimizer", "sgd"], "--optimizer: invalid choice: 'sgd'"),
+        (["--loss", "dice"], "--loss: invalid choice: 'dice'"),
     ],
 )
 def test_bad_numbers_are_refused_by_the_parser(files, capsys, argv, message):
@@ -158,6 +169,49 @@ def test_bad_numbers_are_refused_by_the_parser(files, capsys, argv, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("napari-cellseq train: error: argument"), err
     assert message in err[0]
+    assert not (files / "m.pt").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["segment", "--model", "m.pt", "--image", "img.tif", "--out", "p.tif", "--tile", "0"],
+        ["segment", "--model", "m.pt", "--image", "img.tif", "--out", "p.tif", "--device", "cuda:x"],
+        ["segment", "--model", "m.pt", "--image", "img.tif", "--out", "p.tif", "--output", "masks"],
+        ["demo", "--seed", "-1"],
+        ["demo", "--iterations", "0"],
+        ["demo", "--frames", "1"],
+    ],
+)
+def test_bad_numbers_of_other_commands_are_refused_by_the_parser(files, capsys, argv):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"napari-cellseq {argv[0]}: error: argument"), err
+    assert sorted(p.name for p in files.iterdir()) == ["img.tif", "lab.tif"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [*TRAIN, "--image", "img.tif", "--labels", "lab.tif", "--frames", ""],
+        [*TRAIN, "--image", "img.tif", "--labels", "lab.tif", "--frames", " , "],
+        [*TRAIN, "--image", "img.tif", "--labels", "lab.tif", "--val-frames", ""],
+        ["segment", "--model", "M", "--image", "img.tif", "--out", "p.tif", "--device", "cpu", "--frames", ""],
+        ["segment", "--model", "M", "--image", "img.tif", "--out", "res", "--ctc", "--device", "cpu", "--frames", ""],
+        ["evaluate", "--gt", "lab.tif", "--pred", "lab.tif", "--frames", ""],
+    ],
+)
+def test_empty_frame_selection_is_an_error_not_all_frames(files, model_file, capsys, argv):
+    """An empty --frames / --val-frames value is not the absent flag (which means every frame)."""
+    argv = [str(model_file) if a == "M" else a for a in argv]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert not out  # evaluate printed no scores
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"napari-cellseq {argv[0]}: error: empty frame selection"), lines
+    assert sorted(p.name for p in files.iterdir()) == ["img.tif", "lab.tif"]
 
 
 @pytest.mark.parametrize(
@@ -456,7 +510,7 @@ def _zip_with_payload(model_file, path):
             dst.writestr(item, data)
 
 
-def test_crafted_model_files_are_refused_without_running(tmp_path, model_file, monkeypatch, capsys):
+def test_crafted_model_files_are_refused_without_running(tmp_path, model_file, monkeypatch, one_line_error):
     monkeypatch.chdir(tmp_path)
     _zip_with_payload(model_file, tmp_path / "zip.pt")
     torch.save({"magic": "napari-cellseq model", "x": _Eval()}, tmp_path / "saved.pt")
@@ -466,18 +520,18 @@ def test_crafted_model_files_are_refused_without_running(tmp_path, model_file, m
             load_checkpoint(tmp_path / name)
         imwrite(tmp_path / "img.tif", np.arange(32 * 32, dtype=np.uint16).reshape(32, 32))
         assert main(["segment", "--model", name, "--image", "img.tif", "--out", "p.tif"]) == 2
-        assert "model file" in _one_line_error(capsys, "segment")
+        assert "model file" in one_line_error("segment")
     assert not (tmp_path / "PWNED").exists()
 
 
-def test_model_file_for_another_network(tmp_path, files, model_file, capsys):
+def test_model_file_for_another_network(tmp_path, files, model_file, one_line_error):
     raw = torch.load(model_file, weights_only=True)
     raw["model_config"]["name"] = "segformer"
     torch.save(raw, tmp_path / "other.pt")
     with pytest.raises(ModelFileError, match="cannot use model file .*unknown model 'segformer'"):
         pipeline.load_model(tmp_path / "other.pt")
     assert main(["segment", "--model", str(tmp_path / "other.pt"), "--image", "img.tif", "--out", "p.tif"]) == 2
-    assert "unknown model 'segformer'" in _one_line_error(capsys, "segment")
+    assert "unknown model 'segformer'" in one_line_error("segment")
     assert main([*TRAIN, "--image", "img.tif", "--labels", "lab.tif", "--init", str(model_file),
                  "--model", "ulstm"]) == 2
-    assert "--init holds a 'unet' model but --model asks for 'ulstm'" in _one_line_error(capsys, "train")
+    assert "--init holds a 'unet' model but --model asks for 'ulstm'" in one_line_error("train")

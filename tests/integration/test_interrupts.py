@@ -1,4 +1,5 @@
-"""Nothing is lost: refused overwrites, Ctrl-C / SIGTERM / SIGKILL during `napari-cellseq train`.
+"""Nothing is lost: refused overwrites, Ctrl-C / SIGTERM / SIGKILL during `napari-cellseq train`,
+SIGTERM during `napari-cellseq segment`.
 
 The signal tests run the real command in a child process (bounded timeouts; the child is always
 killed in ``finally``) and check that the model file left behind loads and can be continued
@@ -28,13 +29,9 @@ TINY = ["--width", "4", "--crop", "32", "--batch-size", "1", "--device", "cpu"]
 
 
 @pytest.fixture()
-def files(tmp_path, monkeypatch):
-    from napari_cellseq.core.synthetic import synthetic_timelapse
-
-    image, labels = synthetic_timelapse(n_frames=4, shape=(48, 48), n_cells=3, seed=3, radius_range=(4.0, 7.0))
-    painted = np.asarray(labels).copy()
-    painted[2:] = 0
-    tifffile.imwrite(tmp_path / "img.tif", np.asarray(image), photometric="minisblack")
+def files(tmp_path, monkeypatch, tiny_movie):
+    image, painted = tiny_movie
+    tifffile.imwrite(tmp_path / "img.tif", image, photometric="minisblack")
     tifffile.imwrite(tmp_path / "lab.tif", painted, photometric="minisblack")
     monkeypatch.chdir(tmp_path)
     return tmp_path
@@ -188,3 +185,37 @@ def test_second_ctrl_c_aborts_but_keeps_the_last_model(files):
     assert proc.returncode in (130, -signal.SIGINT), err
     assert "Traceback" not in err
     assert load_checkpoint(files / "m.pt").training["iterations"] >= 0
+
+
+def _wait_for_temp(folder: Path, proc: subprocess.Popen, timeout: float = 90.0) -> None:
+    """Until a hidden temporary output file appears under ``folder`` (segmentation is writing)."""
+    deadline = time.monotonic() + timeout
+    while not list(folder.rglob(".tmp-*")):
+        if proc.poll() is not None:
+            raise AssertionError(f"segment ended early ({proc.returncode}): {proc.communicate()[1]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no temporary output file after {timeout} s")
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("ctc", [False, True], ids=["tiff", "ctc"])
+def test_sigterm_during_segment_leaves_nothing_behind(files, tiny_movie, ctc):
+    """SIGTERM mid-run stops ``segment`` as Ctrl-C does: exit 143, one line, its hidden temporary
+    file(s) removed, no output (and no output folder it made)."""
+    assert main(_train_args("m.pt", "--iterations", "1")) == 0
+    long = tiny_movie[0][np.arange(1500) % len(tiny_movie[0])]  # long enough to be stopped midway
+    tifffile.imwrite(files / "long.tif", long, photometric="minisblack")
+    before = sorted(p.relative_to(files) for p in files.rglob("*"))
+    out = "res" if ctc else "sub/labels.tif"  # folders the command has to make
+    proc = _start(["segment", "--model", "m.pt", "--image", "long.tif", "--out", out, "--device", "cpu",
+                   *(["--ctc"] if ctc else [])], files)
+    try:
+        _wait_for_temp(files, proc)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        _kill(proc)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == ("napari-cellseq segment: stopped by SIGTERM; unfinished output files "
+                                            "were removed") and "Traceback" not in err
+    assert sorted(p.relative_to(files) for p in files.rglob("*")) == before

@@ -72,16 +72,14 @@ def test_segment_writes_ctc_masks_and_continues_training(files):
         (["train", "--image", "img.tif", "--labels", "lab.tif", "--out", "m.pt", "--device", "cuda"], "not available"),
     ],
 )
-def test_errors_are_one_clear_line(files, monkeypatch, capsys, argv, message):
+def test_errors_are_one_clear_line(files, monkeypatch, one_line_error, argv, message):
     d = files
     monkeypatch.chdir(d)
     tifffile.imwrite(d / "empty.tif", np.zeros((6, 96, 96), np.uint16))
     tifffile.imwrite(d / "small.tif", np.zeros((6, 90, 96), np.uint16))
     (d / "exists.pt").write_text("not a model")
     assert main(argv) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert message in err[-1] and err[-1].startswith(f"napari-cellseq {argv[0]}: error:")
-    assert "Traceback" not in "\n".join(err)
+    assert message in one_line_error(argv[0])
 
 
 def test_models_lists_parameters(capsys):
