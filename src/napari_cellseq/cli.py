@@ -87,11 +87,11 @@ def _check_out(path: Path, overwrite: bool, option: str = "--out") -> None:
     import os
 
     from .core.errors import CellseqError
+    from .core.io import refuse_existing
 
     if path.is_dir():
         raise CellseqError(f"{path} is a folder: give a file name for {option}, e.g. {path / 'out.tif'}")
-    if path.exists() and not overwrite:
-        raise CellseqError(f"{path} exists: pass --overwrite or choose another {option}")
+    refuse_existing([path], overwrite, instead=f"another {option}")
     _check_folder(path.parent)
     if path.parent.is_dir() and not os.access(path.parent, os.W_OK):
         raise CellseqError(f"cannot write to folder {path.parent}: permission denied; choose another {option}")
@@ -183,7 +183,7 @@ def _cmd_train(args) -> int:
     if args.frames is not None:
         frames = parse_frames(args.frames, n_frames)
     validation_frames = parse_frames(args.val_frames, n_frames) if args.val_frames is not None else None
-    image, labels = prepare_training_inputs(image, labels, frames)
+    image, labels = prepare_training_inputs(image, labels, frames, args.target)
     max_time = args.max_time
     if max_time is None and args.iterations is None:
         max_time = 600.0
@@ -272,8 +272,9 @@ def _cmd_segment(args) -> int:
     (renamed into place at the end), so memory does not grow with the movie's length."""
     from .core.errors import CellseqError
     from .core.events import Done, FrameDone
+    from .core.io import (check_image_layout, ctc_mask_name, ctc_mask_writer, label_stack_writer, parse_frames,
+                          refuse_existing)
     from .core.io.sources import open_movie
-    from .core.io import check_image_layout, ctc_mask_name, ctc_mask_writer, label_stack_writer, parse_frames
     from .core.pipeline import FrameLabels, load_model, segment_events
     from .cli_batch import segment_many, wants_batch
 
@@ -294,11 +295,8 @@ def _cmd_segment(args) -> int:
         shape = tuple(int(v) for v in image.shape)
         check_image_layout(shape, image.dtype)
         n = 1 if len(shape) == 2 else shape[0]
-        if args.ctc and not args.overwrite:
-            existing = [out / ctc_mask_name(t, n) for t in range(n) if (out / ctc_mask_name(t, n)).exists()]
-            if existing:
-                more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
-                raise CellseqError(f"{existing[0]}{more} exist: pass --overwrite or choose another --out folder")
+        if args.ctc:
+            refuse_existing([out / ctc_mask_name(t, n) for t in range(n)], args.overwrite, "another --out folder")
         ckpt = load_model(args.model)
         frames = parse_frames(args.frames, n) if args.frames is not None else None
         bar = _Progress("segment")
@@ -333,6 +331,7 @@ def _exchange_outputs_checked(args, out: Path) -> bool:
     """Check the exchange outputs of ``segment`` before any work; True when ``--out`` is an
     OME-Zarr image (the labels go into its ``labels/`` group)."""
     from .core.errors import CellseqError
+    from .core.io import refuse_existing
     from .core.io.ome_zarr import is_ome_zarr
 
     if args.rois:
@@ -348,8 +347,7 @@ def _exchange_outputs_checked(args, out: Path) -> bool:
     if args.ctc:
         raise CellseqError("--ctc writes mask files into a folder, not into an OME-Zarr image; drop one of them")
     target = out / "labels" / args.labels_name
-    if target.exists() and not args.overwrite:
-        raise CellseqError(f"{target} exists: pass --overwrite or choose another --labels-name")
+    refuse_existing([target], args.overwrite, instead="another --labels-name")
     return True
 
 
@@ -395,7 +393,7 @@ def _cmd_demo(args) -> int:
     """Train on a few frames of the built-in synthetic movie, segment all, score, write TIFF."""
     from .core.config import DataConfig, TrainConfig
     from .core.errors import CellseqError
-    from .core.io import write_tiff_atomic
+    from .core.io import refuse_existing, write_tiff_atomic
     from .core.metrics import evaluate
     from .core.models import default_model_config
     from .core.pipeline import segment
@@ -413,10 +411,7 @@ def _cmd_demo(args) -> int:
         raise CellseqError(f"{out} is a file, not a folder: choose another --out folder")
     model_file = out / f"{args.model}.pt"
     targets = [out / "image.tif", out / "painted.tif", model_file, out / "labels.tif"]
-    existing = [p for p in targets if p.exists()]
-    if existing and not args.overwrite:
-        names = ", ".join(p.name for p in existing)
-        raise CellseqError(f"{out} already holds {names}: pass --overwrite or choose another --out folder")
+    refuse_existing(targets, args.overwrite, instead="another --out folder")
     _check_folder(out)
     image, truth = synthetic_timelapse(n_frames=args.frames, seed=args.seed)
     painted = truth.copy()

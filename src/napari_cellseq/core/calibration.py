@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .data.dataset import annotated_frames
+from .data.normalize import sample_stride
 from .errors import InputError
 from .inference import segmentation_predictor
 from .metrics import evaluate, pixel_roc
@@ -33,10 +34,6 @@ __all__ = [
     "calibration_frames",
     "calibrate_threshold",
 ]
-
-# At most this many validation pixels enter the ROC (an even subsample beyond it): the sort of
-# the scores stays well under a second.
-_ROC_PIXELS = 4_000_000
 
 
 def youden_threshold(fpr: np.ndarray, tpr: np.ndarray, thresholds: np.ndarray) -> float:
@@ -71,9 +68,8 @@ def foreground_roc(
         scores.append((1.0 - probs[0])[keep])
         labels.append(truth[t][keep])
     s, y = np.concatenate(scores), np.concatenate(labels)
-    if s.size > _ROC_PIXELS:
-        step = -(-s.size // _ROC_PIXELS)
-        s, y = s[::step], y[::step]
+    step = sample_stride(s.size)  # at most SAMPLE_PIXELS: the sort of the scores stays under a second
+    s, y = s[::step], y[::step]
     fpr, tpr, thresholds, auc = pixel_roc(s, y)
     threshold = youden_threshold(fpr, tpr, thresholds)
     logger.info("pixel-wise ROC on validation frames %s: AUC %.4f, threshold %.4f (Youden's J)",

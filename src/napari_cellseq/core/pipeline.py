@@ -20,21 +20,18 @@ import torch
 
 from .checkpoint import Checkpoint, load_checkpoint
 from .data.dataset import annotated_frames
-from .data.normalize import normalize, percentile_range
+from .data.normalize import SAMPLE_PIXELS as _SAMPLE_PIXELS  # the one cap; tests patch it here
+from .data.normalize import normalize, percentile_range, sample_stride
 from .device import resolve_device
 from .errors import CellseqError, InputError, ModelFileError
 from .events import Done, Event, FrameDone, Started
 from .inference import segmentation_predictor
-from .io import check_image, check_image_layout, check_labels
+from .io import check_finite, check_image, check_image_layout, check_labels, check_not_constant
 from .postprocess import OUTPUTS, class_map_from_probabilities, labels_from_probabilities
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["FrameLabels", "segment_events", "segment", "load_model", "prepare_training_inputs"]
-
-# Percentiles of a movie are estimated on whole frames holding at most this many pixels together.
-_SAMPLE_PIXELS = 4_000_000
-
 
 class FrameLabels(FrameDone):
     """A :class:`FrameDone` that carries the frame's instance labels ``(Y, X)``.
@@ -73,7 +70,7 @@ def load_model(model: Checkpoint | str | os.PathLike) -> Checkpoint:
 
 
 def prepare_training_inputs(
-    image: Any, labels: Any, frames: list[int] | None = None
+    image: Any, labels: Any, frames: list[int] | None = None, target: str | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Check an image and its labels for training; return them as numpy arrays.
 
@@ -83,6 +80,7 @@ def prepare_training_inputs(
     labels : same shape, integer instance ids, 0 = unpainted (bool and whole-number floats are
         accepted and cast).
     frames : the frames to learn from, or None for every frame with labels.
+    target : the training target; with ``"classes"`` label values are classes, never renumbered.
 
     Returns
     -------
@@ -97,7 +95,7 @@ def prepare_training_inputs(
         any annotated frame.
     """
     image = check_image(image)
-    labels = check_labels(labels, image.shape)
+    labels = check_labels(labels, image.shape, classes=target == "classes")
     n = 1 if image.ndim == 2 else image.shape[0]
     if frames is None:
         if not annotated_frames(labels):
@@ -126,11 +124,7 @@ class _Frames:
 
     def raw(self, t: int) -> np.ndarray:
         frame = np.asarray(self.source if self.is_2d else self.source[t])
-        if frame.dtype.kind == "f" and not np.isfinite(frame).all():
-            raise InputError(
-                f"frame {t} of {self.name} contains NaN or infinite values; replace them "
-                f"(e.g. np.nan_to_num) or export the image again"
-            )
+        check_finite(frame, f"frame {t} of {self.name}")
         return frame
 
     def fit_range(self, percentiles: tuple[float, float]) -> None:
@@ -144,7 +138,7 @@ class _Frames:
         else:
             k = min(n, max(8, _SAMPLE_PIXELS // hw))
             picks = np.unique(np.linspace(0, n - 1, k).round().astype(int))
-            stride = -(-len(picks) * hw // _SAMPLE_PIXELS)  # ceil
+            stride = sample_stride(len(picks) * hw, _SAMPLE_PIXELS)
         lo = hi = None
         parts = []
         for t in picks:
@@ -154,12 +148,7 @@ class _Frames:
             hi = f_hi if hi is None else max(hi, f_hi)
             # a copy when strided, so that the sampled frames are not all kept in memory
             parts.append(np.ascontiguousarray(frame.reshape(-1)[::stride]))
-        if lo == hi:
-            every = " in every frame looked at" if len(picks) < n else ""
-            raise InputError(
-                f"{self.name} is constant (all values = {lo.item()!r}{every}): nothing to segment; "
-                "check that the right file or channel was loaded"
-            )
+        check_not_constant(lo, hi, self.name, " in every frame looked at" if len(picks) < n else "")
         self.value_range = percentile_range(np.concatenate(parts), percentiles)
 
     def __getitem__(self, t: int) -> np.ndarray:

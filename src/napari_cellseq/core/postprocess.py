@@ -28,6 +28,7 @@ from scipy import ndimage as ndi
 
 from .config import INSTANCE_CLASSES, OUTPUTS
 from .errors import InputError
+from .io import label_dtype as smallest_label_dtype  # the one label-dtype rule, under its old name here
 
 __all__ = [
     "OUTPUTS",
@@ -37,20 +38,6 @@ __all__ = [
     "class_map_from_probabilities",
     "labels_from_probabilities",
 ]
-
-
-def smallest_label_dtype(n: int) -> np.dtype:
-    """The unsigned dtype for a label image with ids ``0..n``.
-
-    ``uint16`` when ``n < 65536``, else ``uint32`` (``uint64`` beyond ``2**32 - 1``).
-    """
-    if n < 0:
-        raise ValueError(f"number of labels must be >= 0, got {n}")
-    if n < 1 << 16:
-        return np.dtype(np.uint16)
-    if n < 1 << 32:
-        return np.dtype(np.uint32)
-    return np.dtype(np.uint64)
 
 
 def _check_target(target: str) -> int:

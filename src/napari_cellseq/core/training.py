@@ -221,7 +221,7 @@ def train(
     Yields ``Started``, then ``Step`` per optimiser step, ``CheckpointSaved`` after each file
     write, and finally ``Done`` (reason ``iterations``, ``time`` or ``stopped``).
     """
-    image, labels = prepare_training_inputs(image, labels, frames)
+    image, labels = prepare_training_inputs(image, labels, frames, data_config.target if data_config else None)
     if validation_frames:
         validation_frames, frames = split_validation_frames(labels, frames, validation_frames)
     train_config = train_config or TrainConfig()

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..core.data.dataset import annotated_frames
 from ..core.errors import InputError
+from ..core.io import label_dtype
 from ._forms import LayerFacts
 
 if TYPE_CHECKING:
@@ -183,9 +184,9 @@ def current_frame(viewer: napari.viewer.Viewer, layer: napari.layers.Layer) -> i
     return int(np.clip(t, 0, layer.data.shape[0] - 1))
 
 
-def labels_dtype(max_id: int) -> type:
-    """uint16 when every id fits, else uint32."""
-    return np.uint16 if max_id <= 65535 else np.uint32
+def labels_dtype(max_id: int) -> np.dtype:
+    """uint16 when every id fits, else uint32 (:func:`~napari_cellseq.core.io.label_dtype`)."""
+    return label_dtype(max_id)
 
 
 def put_frame(layer: napari.layers.Labels, frame: int, labels: np.ndarray) -> None:
@@ -194,7 +195,7 @@ def put_frame(layer: napari.layers.Labels, frame: int, labels: np.ndarray) -> No
     data = layer.data
     top = int(labels.max()) if labels.size else 0
     if top > np.iinfo(data.dtype).max:
-        data = data.astype(np.uint32)
+        data = data.astype(label_dtype(top))
         if data.ndim == 2:
             data[...] = labels
         else:
@@ -262,7 +263,7 @@ def show_preview(viewer: napari.viewer.Viewer, image: napari.layers.Image, frame
             viewer.layers.selection.active = active
         return layer
     if data.size and int(data.max()) > np.iinfo(layer.data.dtype).max:
-        layer.data = data.astype(np.uint32)
+        layer.data = data.astype(label_dtype(int(data.max())))
     else:
         layer.data[...] = data
     if not np.allclose(layer.translate, translate):

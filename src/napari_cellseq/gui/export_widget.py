@@ -119,8 +119,7 @@ class ExportWidget(Container):
                     path = path.with_name(path.name + ".tif")
                 paths = [write_tiff_atomic(path, data, overwrite=form.overwrite)]
         except OutputExistsError as err:
-            show_error(f"{str(err).split(';')[0]}: tick 'overwrite existing files' to replace, "
-                       "or choose another name")
+            show_error(err.reworded(how="tick 'overwrite existing files'"))
             return []
         except (CellseqError, ValueError, OSError) as err:
             show_error(f"export failed: {err}")
@@ -156,7 +155,7 @@ class ExportWidget(Container):
                 raise CellseqError("there is no model to save: train one first")
             out = save_checkpoint(read_model(self.state.model_path), path, overwrite=overwrite)
         except OutputExistsError as err:
-            show_error(f"{str(err).split(';')[0]}: tick 'overwrite existing files' to replace it")
+            show_error(err.reworded(how="tick 'overwrite existing files'"))
             return None
         except (CellseqError, OSError) as err:
             show_error(f"could not save the model: {err}")

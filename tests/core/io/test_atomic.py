@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,9 @@ from napari_cellseq.core.io import (
     OutputExistsError,
     atomic_path,
     atomic_write_bytes,
+    exists_message,
     read_image,
+    refuse_existing,
     write_tiff_atomic,
 )
 
@@ -110,3 +113,39 @@ def test_temporary_files_of_killed_writers_are_removed_next_time(tmp_path, listi
     assert (tmp_path / "model.pt").read_bytes() == b"complete"
     assert listing(tmp_path) == sorted(p.name for p in (other_file, running, old_style, tmp_path / "model.pt"))
 
+
+
+def test_one_exists_message_for_one_or_many_files(tmp_path):
+    a, b, c = (tmp_path / n for n in ("a.tif", "b.tif", "c.tif"))
+    assert exists_message([a]) == f"{a} already exists; pass --overwrite (overwrite=True) to replace it, or choose another name"
+    assert exists_message([a, b, c], instead="another --out folder") == (
+        f"{a} and 2 more already exist; pass --overwrite (overwrite=True) to replace them, or choose another --out folder"
+    )
+    assert exists_message([a], how="tick 'overwrite existing files'").startswith(
+        f"{a} already exists; tick 'overwrite existing files' to replace it")
+    refuse_existing([a, b], overwrite=False)  # none exists: nothing to refuse
+    a.write_bytes(b"x")
+    c.write_bytes(b"x")
+    refuse_existing([a, b, c], overwrite=True)
+    with pytest.raises(OutputExistsError) as err:
+        refuse_existing([a, b, c], overwrite=False, instead="another folder")
+    assert err.value.paths == [a, c]
+    assert err.value.reworded("tick 'overwrite'") == exists_message([a, c], "another folder", "tick 'overwrite'")
+    assert str(err.value) == exists_message([a, c], "another folder")
+    copy = pickle.loads(pickle.dumps(err.value))  # crosses process boundaries intact
+    assert type(copy) is OutputExistsError and str(copy) == str(err.value) and copy.paths == [a, c]
+    assert copy.reworded("tick 'overwrite'") == err.value.reworded("tick 'overwrite'")
+
+
+def test_output_exists_error_survives_tblib(tmp_path):
+    """The GUI's worker process sends its errors, tracebacks included, with tblib."""
+    pickling_support = pytest.importorskip("tblib.pickling_support")
+    (tmp_path / "a.tif").write_bytes(b"x")
+    try:
+        refuse_existing([tmp_path / "a.tif"], overwrite=False)
+    except OutputExistsError as exc:
+        err = exc
+    pickling_support.install(err)
+    copy = pickle.loads(pickle.dumps(err))
+    assert type(copy) is OutputExistsError and str(copy) == str(err) and copy.paths == err.paths
+    assert copy.__traceback__ is not None

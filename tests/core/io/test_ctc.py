@@ -93,3 +93,26 @@ def test_ctc_mask_writer_writes_all_masks_at_the_end_or_none(tmp_path, movie, li
     assert {n: (tmp_path / "res" / n).read_bytes() for n in names} == before
     assert listing(tmp_path / "res") == names
 
+
+
+def test_failed_export_leaves_no_folder_it_created(tmp_path, movie, listing):
+    out = tmp_path / "new" / "01_RES"
+    with pytest.raises(KeyboardInterrupt):
+        with ctc_mask_writer(out, 3) as writer:
+            writer.write(0, movie()[0])
+            raise KeyboardInterrupt
+    assert listing(tmp_path) == []  # neither 01_RES nor new/
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="larger than 65535"):
+        write_ctc_masks(tmp_path / "kept", np.full((2, 8, 8), 70_000, np.uint32))
+    assert listing(tmp_path / "kept") == ["notes.txt"]  # an existing folder stays, untouched
+
+
+def test_write_ctc_masks_takes_whole_number_floats_and_bool(tmp_path):
+    lab = np.zeros((2, 8, 8), np.float32)
+    lab[1, 2:4, 2:4] = 3.0
+    paths = write_ctc_masks(tmp_path / "f", lab)
+    np.testing.assert_array_equal(tifffile.imread(paths[1]), lab[1].astype(np.uint16))
+    (p,) = write_ctc_masks(tmp_path / "b", np.eye(8, dtype=bool))
+    assert tifffile.imread(p).dtype == np.uint16 and tifffile.imread(p).sum() == 8

@@ -36,8 +36,11 @@ def test_parse_frames(spec, expected):
         ("2,-3", r"negative frame number"),
         ("10", r"frame 10 in '10' is out of range: the movie has 10 frames, valid frames are 0..9"),
         ("8-12", r"frame 12 .* out of range"),
-        ("", r"empty frame selection; give frames like '0-4,7' \(valid frames are 0..9\)"),
-        (" , ", r"empty frame selection"),
+        ("", r"^empty frame selection '': give frames such as '0-4,7' \(valid frames are 0..9\), "
+             r"or leave the option out for all frames$"),
+        ("   ", r"^empty frame selection '   ': .*leave the option out for all frames$"),
+        (",", r"^empty frame selection ','"),
+        (" , ,", r"^empty frame selection"),
         ("1.5", r"'1.5' .* is not a frame number"),
     ],
 )

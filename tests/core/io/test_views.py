@@ -1,4 +1,7 @@
-"""Lazy views: open_image and TiffFrames read only the pages asked for; one channel of them stays lazy (napari_cellseq.core.io.views)."""
+"""Lazy views: open_image, TiffFrames and one channel of them read only the pages asked for.
+
+(napari_cellseq.core.io.views)
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_cellseq.core.io import TiffFrames, open_image, read_image, select_channel
+from napari_cellseq.core.io import ChannelView, TiffFrames, open_image, read_image, select_channel
 
 
 @pytest.mark.parametrize("kind", ["plain", "zlib", "imagej", "tcyx-zlib", "yxc-zlib"])
@@ -57,3 +60,50 @@ def test_tiff_frames_reads_only_the_pages_asked_for(tmp_path, monkeypatch):
     np.testing.assert_array_equal(frame, data[3, 1])
     assert read == [7]  # page t * C + c only
 
+
+
+@pytest.mark.parametrize("codec", ["lzw", "zstd"])
+def test_compressed_movie_is_read_page_by_page(tmp_path, monkeypatch, codec):
+    """LZW (T, Y, X) and (T, C, Y, X) movies are opened lazily (segment), also with --channel."""
+    movie = np.random.default_rng(0).integers(0, 4000, (5, 16, 20)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "m.tif", movie, compression=codec, photometric="minisblack")
+    channels = np.random.default_rng(1).integers(0, 4000, (5, 3, 16, 20)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "c.tif", channels, compression=codec, photometric="minisblack",
+                     metadata={"axes": "TCYX"})
+    read = []
+    original = tifffile.TiffPage.asarray
+
+    def counting(page, *args, **kwargs):
+        read.append(page.index)
+        return original(page, *args, **kwargs)
+
+    monkeypatch.setattr(tifffile.TiffPage, "asarray", counting)
+    with open_image(tmp_path / "m.tif") as lazy:
+        assert isinstance(lazy, TiffFrames) and lazy.shape == movie.shape
+        np.testing.assert_array_equal(lazy[3], movie[3])
+        assert read == [3]
+    read.clear()
+    with open_image(tmp_path / "c.tif") as lazy:
+        green = select_channel(lazy, 2)
+        assert isinstance(green, ChannelView) and green.shape == (5, 16, 20) and len(green) == 5
+        np.testing.assert_array_equal(green[4], channels[4, 2])
+        assert read == [4 * 3 + 2]
+        np.testing.assert_array_equal(np.asarray(green), channels[:, 2])
+        np.testing.assert_array_equal(green[-1, ..., 5:9], channels[-1, 2, :, 5:9])
+
+
+def test_lazy_views_share_one_index_rule(tmp_path):
+    data = np.arange(4 * 2 * 16 * 20, dtype=np.uint16).reshape(4, 2, 16, 20)
+    tifffile.imwrite(tmp_path / "c.tif", data, compression="zlib", photometric="minisblack",
+                     metadata={"axes": "TCYX"})
+    with open_image(tmp_path / "c.tif") as lazy:
+        channel = select_channel(lazy, 0)
+        for view, ref in ((lazy, data), (channel, data[:, 0])):
+            assert view.ndim == ref.ndim and len(view) == 4
+            for key in (1, -1, (slice(1, 3),), (Ellipsis, 2), (0, Ellipsis, slice(None, None, 2)), np.int64(2)):
+                np.testing.assert_array_equal(view[key], ref[key])
+            np.testing.assert_array_equal(np.asarray(view, dtype=np.float32), ref.astype(np.float32))
+            with pytest.raises(IndexError, match="takes integers, slices and ... as indices"):
+                view[np.array([0, 1])]
+            with pytest.raises(IndexError):
+                view[(0,) * (ref.ndim + 1)]

@@ -16,6 +16,7 @@ from hypothesis.extra.numpy import arrays
 from napari_cellseq.core.errors import InputError
 from napari_cellseq.core.io import (
     OutputExistsError,
+    label_dtype,
     label_stack_writer,
     read_image,
     read_labels,
@@ -144,3 +145,11 @@ def test_label_stack_writer_failure_keeps_the_old_file(tmp_path, listing):
             writer.write(2, np.ones((20, 24), np.uint16))
     assert p.read_bytes() == b"old labels" and listing(tmp_path) == ["s.tif"]
 
+
+
+def test_label_dtype_is_the_one_rule():
+    assert [label_dtype(n) for n in (0, 65535, 65536, 2**32 - 1, 2**32, 2**64 - 1)] == [
+        np.uint16, np.uint16, np.uint32, np.uint32, np.uint64, np.uint64]
+    assert label_dtype(np.uint64(2**63 + 1)) == np.uint64
+    with pytest.raises(ValueError, match=">= 0"):
+        label_dtype(-1)

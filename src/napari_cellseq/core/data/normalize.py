@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["OUTSIDE", "percentile_range", "normalize"]
+__all__ = ["OUTSIDE", "SAMPLE_PIXELS", "sample_stride", "percentile_range", "normalize"]
 
 # Value of every pixel beyond the frame edge, in training crops and around frames at inference:
 # below the normalised background (about 0), so the network can tell the frame edge from the
 # edge of a crop and learn how the user treats cells cut by the frame edge.
 OUTSIDE = -1.0
 
-# Percentiles are estimated on at most this many pixels (an even subsample of the movie).
-_MAX_SAMPLES = 4_000_000
+#: Statistics of many pixels (normalisation percentiles, the validation ROC) are taken on at most
+#: this many: an even subsample beyond it.
+SAMPLE_PIXELS = 4_000_000
+
+
+def sample_stride(n: int, limit: int = SAMPLE_PIXELS) -> int:
+    """The step ``k`` such that every ``k``-th of ``n`` values keeps at most ``limit`` of them."""
+    return max(1, -(-int(n) // int(limit)))
 
 
 def percentile_range(image: np.ndarray, percentiles: tuple[float, float]) -> tuple[float, float]:
@@ -22,8 +28,7 @@ def percentile_range(image: np.ndarray, percentiles: tuple[float, float]) -> tup
     mitoses) stay visible to the network. Large movies are subsampled evenly.
     """
     flat = np.asarray(image).reshape(-1)
-    if flat.size > _MAX_SAMPLES:
-        flat = flat[:: flat.size // _MAX_SAMPLES + 1]
+    flat = flat[:: sample_stride(flat.size)]
     lo, hi = np.percentile(flat, percentiles)
     if not hi > lo:
         hi = lo + 1.0

@@ -29,7 +29,7 @@ Every name below can be imported from ``napari_cellseq.core.io`` directly.
 """
 
 from .atomic import OVERWRITE_HOW, OutputExistsError, atomic_path, atomic_write_bytes, exists_message, refuse_existing
-from .checks import check_image, check_image_layout, check_labels, select_channel
+from .checks import check_finite, check_image, check_image_layout, check_labels, check_not_constant, select_channel
 from .ctc import CtcMaskWriter, ctc_mask_name, ctc_mask_writer, write_ctc_masks
 from .ctc_folder import CtcSequence, is_ctc_sequence, open_ctc_sequence, read_ctc_ground_truth
 from .imagej_rois import ImagejRoiWriter, imagej_roi_writer, label_polygons, write_imagej_rois
@@ -82,6 +82,8 @@ __all__ = [
     "parse_frames",
     "check_image",
     "check_image_layout",
+    "check_finite",
+    "check_not_constant",
     "check_labels",
     "select_channel",
 ]

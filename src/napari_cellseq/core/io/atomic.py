@@ -42,13 +42,21 @@ OVERWRITE_HOW = "pass --overwrite (overwrite=True)"
 class OutputExistsError(InputError, FileExistsError):
     """Output files exist and ``overwrite`` was not given; also a :class:`FileExistsError`.
 
-    ``paths`` are the existing files, so that a front end can say how to replace them in its
-    own words: ``exists_message(err.paths, how="tick 'overwrite existing files'")``.
+    ``paths`` are the existing files and ``instead`` the alternative offered, so that a front
+    end can say how to replace them in its own words (:meth:`reworded`).
     """
 
-    def __init__(self, message: str, paths: Sequence[PathLike] = ()):
+    def __init__(self, message: str, paths: Sequence[PathLike] = (), instead: str = "another name"):
         super().__init__(message)
         self.paths = [Path(p) for p in paths]
+        self.instead = instead
+
+    def __reduce__(self):  # pickled with its paths (also by tblib, which ships worker errors)
+        return type(self), (self.args[0] if self.args else "", self.paths, self.instead)
+
+    def reworded(self, how: str) -> str:
+        """The message with ``how`` to replace the files, e.g. ``"tick 'overwrite existing files'"``."""
+        return exists_message(self.paths, self.instead, how) if self.paths else str(self)
 
 
 def exists_message(paths: Sequence[PathLike], instead: str = "another name", how: str = OVERWRITE_HOW) -> str:
@@ -71,7 +79,7 @@ def refuse_existing(paths: Sequence[PathLike], overwrite: bool, instead: str = "
         return
     existing = [Path(p) for p in paths if Path(p).exists()]
     if existing:
-        raise OutputExistsError(exists_message(existing, instead), existing)
+        raise OutputExistsError(exists_message(existing, instead), existing, instead)
 
 
 def ensure_folder(folder: Path) -> None:

@@ -19,11 +19,14 @@ import numpy as np
 
 from ..errors import InputError
 from .views import ChannelView, LazyArray
+from .writers import label_dtype
 
 __all__ = [
     "MIN_FRAME_SIDE",
     "check_image",
     "check_image_layout",
+    "check_finite",
+    "check_not_constant",
     "check_labels",
     "select_channel",
 ]
@@ -54,24 +57,42 @@ def check_image(array: Any, name: str = "image") -> np.ndarray:
         constant (nothing to segment).
     """
     arr = np.asarray(array)
-    kind = arr.dtype.kind
     check_image_layout(arr.shape, arr.dtype, name)
-    if kind == "f":
-        finite = np.isfinite(arr)
-        if not finite.all():
-            n_nan = int(np.isnan(arr).sum())
-            n_inf = int(arr.size - finite.sum()) - n_nan
-            raise InputError(
-                f"{name} contains {n_nan} NaN and {n_inf} infinite values; replace them "
-                f"(e.g. np.nan_to_num({name})) or export the image again"
-            )
-    lo, hi = arr.min(), arr.max()
-    if lo == hi:
-        raise InputError(
-            f"{name} is constant (all values = {lo.item()!r}): nothing to segment; check that the right file "
-            "or channel was loaded"
-        )
+    check_finite(arr, name)
+    check_not_constant(arr.min(), arr.max(), name)
     return arr
+
+
+def check_finite(values: np.ndarray, name: str = "image") -> None:
+    """Raise :class:`InputError` when float ``values`` (any shape) hold NaN or infinite values.
+
+    ``name`` says where in messages, e.g. ``"image"`` or ``"frame 3 of image"``.
+    """
+    if values.dtype.kind != "f":
+        return
+    finite = np.isfinite(values)
+    if finite.all():
+        return
+    n_nan = int(np.isnan(values).sum())
+    n_inf = int(values.size - finite.sum()) - n_nan
+    fix = f"np.nan_to_num({name})" if name.isidentifier() else "np.nan_to_num"
+    raise InputError(
+        f"{name} contains NaN or infinite values ({n_nan} NaN, {n_inf} infinite); replace them "
+        f"(e.g. {fix}) or export the image again"
+    )
+
+
+def check_not_constant(lo: Any, hi: Any, name: str = "image", looked_at: str = "") -> None:
+    """Raise :class:`InputError` when an image's lowest value ``lo`` equals its highest ``hi``.
+
+    ``looked_at``: how much of it the values come from, e.g. ``" in every frame looked at"``.
+    """
+    if lo == hi:
+        value = lo.item() if hasattr(lo, "item") else lo
+        raise InputError(
+            f"{name} is constant (all values = {value!r}{looked_at}): nothing to segment; check that the "
+            "right file or channel was loaded"
+        )
 
 
 def _channel_axis(shape: tuple[int, ...]) -> int | None:
@@ -197,27 +218,34 @@ def check_image_layout(shape: tuple[int, ...], dtype: Any, name: str = "image") 
         )
 
 
-def check_labels(labels: Any, image_shape: tuple[int, ...], name: str = "labels") -> np.ndarray:
-    """Check instance labels against their image and return them as an integer array.
+def check_labels(labels: Any, image_shape: tuple[int, ...], name: str = "labels", *,
+                 classes: bool = False) -> np.ndarray:
+    """Check labels against their image and return them as an integer array.
 
     Parameters
     ----------
-    labels : (Y, X) or (T, Y, X) instance ids, 0 = background, same shape as the image.
+    labels : (Y, X) or (T, Y, X) instance ids (or, with ``classes``, class values), 0 =
+        background / unpainted, same shape as the image.
     image_shape : shape of the image the labels belong to.
     name : what to call them in messages.
+    classes : the values are classes (target ``"classes"``), not instance ids: they are never
+        renumbered.
 
     Returns
     -------
     np.ndarray
-        Integer labels of shape ``image_shape``: unchanged for integer dtypes; bool is cast to
-        uint8 (True -> 1); floats whose values are all whole numbers are cast to int32 (with a
-        logged warning).
+        Integer labels of shape ``image_shape``: unchanged for integer dtypes whose values fit
+        int64; bool is cast to uint8 (True -> 1); floats whose values are all whole numbers are
+        cast to int32 (with a logged warning). Instance ids stored as uint64 above ``2**63 - 1``
+        (which every int64 computation would turn negative) are renumbered ``1..n`` in their
+        order, 0 kept, as :func:`~napari_cellseq.core.io.writers.label_dtype` (with a logged
+        warning): instance ids are arbitrary numbers, only which pixels share one matters.
 
     Raises
     ------
     InputError
-        Other shape than the image, non-integral floats, NaN/Inf, complex / non-numeric dtype, or
-        negative ids.
+        Other shape than the image, non-integral floats, NaN/Inf, complex / non-numeric dtype,
+        negative ids, or (with ``classes``) class values above ``2**63 - 1``.
     """
     arr = np.asarray(labels)
     image_shape = tuple(int(s) for s in image_shape)
@@ -248,7 +276,28 @@ def check_labels(labels: Any, image_shape: tuple[int, ...], name: str = "labels"
         )
     if kind == "i" and arr.size and arr.min() < 0:
         raise InputError(_negative_message(name, arr.min()))
+    if arr.dtype == np.uint64 and arr.size and arr.max() > np.iinfo(np.int64).max:
+        return _compact_huge_ids(arr, name, classes)
     return arr
+
+
+def _compact_huge_ids(arr: np.ndarray, name: str, classes: bool) -> np.ndarray:
+    """uint64 ``arr`` with ids above ``2**63 - 1`` renumbered ``1..n`` in order (0 stays 0)."""
+    top = int(arr.max())
+    if classes:
+        raise InputError(
+            f"{name} hold value {top}, but with target 'classes' each label value is a class: paint class "
+            "values 1, 2, 3, ... (1 = background), or use target 3class for instance labels"
+        )
+    # Sorted uint64 ids, never cast to a signed type; an id's rank is its new id. (searchsorted
+    # over the few ids is ~15x faster than np.unique's return_inverse on a HeLa movie.)
+    ids = np.unique(arr)
+    first = 0 if ids[0] == 0 else 1  # background stays 0; ids become 1..n
+    n = len(ids) - 1 + first
+    out = (np.searchsorted(ids, arr) + first).astype(label_dtype(n))
+    logger.warning("%s hold instance ids up to %d (above 2**63-1); renumbered their %d ids as 1..%d in order",
+                   name, top, len(ids) - (1 - first), n)
+    return out
 
 
 def _negative_message(name: str, lowest: Any) -> str:

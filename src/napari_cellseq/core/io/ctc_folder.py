@@ -30,6 +30,7 @@ import tifffile
 
 from ..errors import InputError
 from .views import LazyArray
+from .writers import label_dtype
 
 __all__ = ["is_ctc_sequence", "open_ctc_sequence", "CtcSequence", "read_ctc_ground_truth", "ctc_frame_files"]
 
@@ -164,7 +165,7 @@ def read_ctc_ground_truth(folder: str | os.PathLike, n_frames: int, frame_shape:
         if frame.dtype.kind not in "ui":
             raise InputError(f"{files[t].name} holds {frame.dtype} values; ground truth is integer labels")
         if int(frame.max()) > np.iinfo(labels.dtype).max:
-            labels = labels.astype(np.uint32)
+            labels = labels.astype(label_dtype(int(frame.max())))
         labels[t] = frame
     logger.info("ground truth %s: frames %s annotated", gt, frames)
     return labels, frames

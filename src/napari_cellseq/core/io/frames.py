@@ -34,7 +34,8 @@ def parse_frames(spec: str, n_frames: int) -> list[int]:
     Raises
     ------
     InputError
-        Empty or malformed spec, negative numbers, a backwards range, or a frame >= T.
+        Empty (``""``, blanks, ``","``) or malformed spec, negative numbers, a backwards range,
+        or a frame >= T.
     """
     if isinstance(n_frames, bool) or not isinstance(n_frames, (int, np.integer)) or n_frames < 1:
         raise InputError(f"the movie has no frames (n_frames={n_frames!r}); load an image first")
@@ -46,8 +47,11 @@ def parse_frames(spec: str, n_frames: int) -> list[int]:
     if text.lower() == "all":
         return list(range(n_frames))
     parts = [part.strip() for part in text.split(",")]
-    if not any(parts):
-        raise InputError(f"empty frame selection; give frames like '0-4,7' ({valid})")
+    if not any(parts):  # "", "  ", ",": nothing selected (leaving the option out means all frames)
+        raise InputError(
+            f"empty frame selection {spec!r}: give frames such as '0-4,7' ({valid}), "
+            "or leave the option out for all frames"
+        )
     frames: set[int] = set()
     for part in parts:
         if not part:

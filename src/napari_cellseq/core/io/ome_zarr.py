@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from .atomic import refuse_existing
 
 __all__ = ["is_ome_zarr", "open_ome_zarr", "OmeZarrImage", "ome_zarr_labels_writer", "OmeZarrLabelsWriter",
            "write_ome_zarr_labels", "DEFAULT_LABELS_NAME"]
@@ -201,9 +202,7 @@ def ome_zarr_labels_writer(path: str | os.PathLike, name: str = DEFAULT_LABELS_N
         raise InputError(f"labels name {name!r} must be a plain folder name, e.g. {DEFAULT_LABELS_NAME}")
     labels_dir = image.path / "labels"
     target = labels_dir / name
-    if target.exists() and not overwrite:
-        raise InputError(f"{target} already exists; pass --overwrite (overwrite=True) to replace it, "
-                         "or choose another labels name")
+    refuse_existing([target], overwrite, instead="another labels name")
     shapes = [tuple(1 if a == "c" else int(n) for a, n in zip(image.axes, level.shape)) for level in image.levels]
     chunks = [tuple(1 if a in ("t", "c", "z") else min(int(n), 1024) for a, n in zip(image.axes, shape))
               for shape in shapes]

@@ -80,8 +80,9 @@ def tiff_error(p: Path, exc: BaseException) -> InputError:
     """
     if "imagecodecs" in str(exc):
         return InputError(
-            f"{p} is compressed with a codec that needs the 'imagecodecs' package; "
-            "run `pip install imagecodecs`, or re-save the TIFF uncompressed (Fiji: File > Save As > Tiff...)"
+            f"{p} is compressed with a codec that needs the 'imagecodecs' package, which is missing or too old "
+            "here; run `pip install --upgrade imagecodecs`, or re-save the TIFF uncompressed "
+            "(Fiji: File > Save As > Tiff...)"
         )
     detail = (str(exc).strip().splitlines() or [""])[0]
     return InputError(
