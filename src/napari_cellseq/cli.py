@@ -241,7 +241,7 @@ def _install_stop_handlers(stop: threading.Event, received: list[int]) -> dict:
 
 def _train_loop(events) -> None:
     """Drain the training events into a progress bar and log lines."""
-    from .core.events import CheckpointSaved, Done, Started, Step, Validation
+    from .core.events import CheckpointSaved, Done, Started, Step, ThresholdChosen
 
     bar = _Progress("train")
     last_loss = float("nan")
@@ -251,11 +251,9 @@ def _train_loop(events) -> None:
         elif isinstance(event, Step):
             last_loss = event.loss
             bar.update(event.fraction, f"step {event.iteration} loss {event.loss:.4f} {event.elapsed:.0f}s")
-        elif isinstance(event, Validation):
-            if "roc_auc" in event.scores:
-                logger.info("validation frames: pixel-wise ROC AUC %.4f; foreground threshold %.4f "
-                            "(Youden's J) stored in the model", event.scores["roc_auc"],
-                            event.scores["threshold"])
+        elif isinstance(event, ThresholdChosen) and event.choice.method == "roc":
+            logger.info("validation frames: pixel-wise ROC AUC %.4f; foreground threshold %.4f "
+                        "(Youden's J) stored in the model", event.choice.roc_auc, event.choice.threshold)
         elif isinstance(event, CheckpointSaved):
             logger.debug("checkpoint at step %d -> %s", event.iteration, event.path)
         elif isinstance(event, Done):

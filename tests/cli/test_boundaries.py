@@ -7,7 +7,6 @@ are data, never code.
 
 from __future__ import annotations
 
-import inspect
 import os
 import pickle
 import zipfile
@@ -338,11 +337,6 @@ def test_prepare_training_inputs_checks_frames_and_returns_arrays(movie):
     prepare_training_inputs(movie[0], np.zeros_like(movie[1]), frames=[3])
 
 
-_WIRED = "prepare_training_inputs" in inspect.getsource(train)
-
-
-@pytest.mark.xfail(not _WIRED, reason="training.train does not call pipeline.prepare_training_inputs yet",
-                   strict=True)
 @pytest.mark.parametrize("make, message", [BAD_PAIRS[2], BAD_PAIRS[3], BAD_PAIRS[5], BAD_PAIRS[6]])
 def test_fit_refuses_bad_input_before_training(tmp_path, movie, make, message):
     image, labels = make(*movie)

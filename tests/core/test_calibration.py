@@ -1,4 +1,5 @@
-"""Post-processing threshold calibrated on the painted frames after training."""
+"""Scoring foreground thresholds: calibration on painted frames, Youden's J of a pixel-wise ROC
+(the choice a run makes: tests/core/training/test_training_threshold.py)."""
 
 import numpy as np
 import pytest
@@ -9,10 +10,9 @@ from napari_cellseq.core.calibration import (
     CANDIDATE_THRESHOLDS,
     calibrate_threshold,
     calibration_frames,
+    youden_threshold,
 )
-from napari_cellseq.core.config import DataConfig, ModelConfig, TrainConfig
-from napari_cellseq.core.metrics import evaluate
-from napari_cellseq.core.training import fit
+from napari_cellseq.core.metrics import evaluate, pixel_roc
 
 
 class _SquaredForeground(torch.nn.Module):
@@ -61,16 +61,11 @@ def test_calibration_picks_the_threshold_that_restores_cell_size():
     assert evaluate(labels, pred)["seg"] == pytest.approx(report["seg"], abs=1e-4)
 
 
-def test_training_stores_and_segmentation_uses_the_calibrated_threshold(small_movie, tmp_path):
-    image, labels = small_movie
-    budget = dict(iterations=3, max_time=None, batch_size=2)
-    kwargs = dict(model_config=ModelConfig(base_channels=4), data_config=DataConfig(crop_size=48))
-    ckpt = fit(image, labels, tmp_path / "m.pt", train_config=TrainConfig(**budget), frames=[0, 2], **kwargs)
-    report = ckpt.training["calibration"]
-    assert report["frames"] == [0, 2]
-    assert ckpt.postprocess_config.threshold == report["threshold"]
-    assert 0.0 <= report["seg"] <= 1.0 and 0.0 <= report["ap50"] <= 1.0
-    # without calibration: argmax, nothing recorded
-    plain = fit(image, labels, tmp_path / "p.pt", train_config=TrainConfig(**budget, calibrate=False),
-                frames=[0, 2], **kwargs)
-    assert plain.postprocess_config.threshold is None and "calibration" not in plain.training
+def test_youden_threshold_hand_computed():
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.4, 0.3, 0.2, 0.1])
+    truth = np.array([1, 1, 0, 1, 0, 0, 1, 0], dtype=bool)
+    fpr, tpr, thr, auc = pixel_roc(scores, truth)
+    # J = TPR - FPR at each threshold: 0.9: .25, 0.8: .5, 0.7: .25, 0.6: .5, 0.4: .25, ...
+    # the first maximum (highest threshold) wins
+    assert youden_threshold(fpr, tpr, thr) == pytest.approx(0.8)
+    assert auc == pytest.approx(0.75)

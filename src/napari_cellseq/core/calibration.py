@@ -1,12 +1,17 @@
-"""A foreground threshold from a pixel-wise ROC on validation frames (FCN-GoogLeNet blog, paper 003).
+"""Scoring foreground thresholds: a pixel-wise ROC on validation frames, or SEG/AP50 on painted frames.
 
-The blog turns its network output into masks "using simple thresholding and connected component
-operations" and shows that "a pixel-by-pixel ROC analysis of out-of-sample images demonstrates
-that simple thresholding creates a good classifier". It does not say how the threshold was
-picked; we take the ROC point with the largest Youden's J = TPR - FPR (the point farthest above
-the chance diagonal). The score is the foreground probability ``1 - p(background)``, so this
-works for every model with a background class 0 and instance targets (``"2class"``, which is
-the blog's, and ``"3class"``).
+This module measures; :mod:`napari_cellseq.core.training.threshold` decides which of the two
+a run uses and stores the choice.
+
+:func:`foreground_roc` (FCN-GoogLeNet blog, paper 003): the blog turns its network output into
+masks "using simple thresholding and connected component operations" and shows that "a
+pixel-by-pixel ROC analysis of out-of-sample images demonstrates that simple thresholding
+creates a good classifier". It does not say how the threshold was picked; we take the ROC point
+with the largest Youden's J = TPR - FPR (the point farthest above the chance diagonal). The
+score is the foreground probability ``1 - p(background)``, so this works for every model with a
+background class 0 and instance targets (``"2class"``, which is the blog's, and ``"3class"``).
+
+:func:`calibrate_threshold`: the candidate threshold that segments the painted frames best.
 """
 
 from __future__ import annotations
@@ -17,9 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .data.dataset import annotated_frames
 from .data.normalize import sample_stride
-from .errors import InputError
 from .inference import segmentation_predictor
 from .metrics import evaluate, pixel_roc
 from .postprocess import labels_from_probabilities
@@ -29,8 +32,6 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "youden_threshold",
     "foreground_roc",
-    "split_validation_frames",
-    "validation_truth",
     "calibration_frames",
     "calibrate_threshold",
 ]
@@ -56,17 +57,19 @@ def foreground_roc(
 ) -> tuple[float, float]:
     """``(threshold, roc_auc)`` of the foreground probability of ``model`` on ``frames``.
 
-    movie : ``(T, Y, X)`` float32, normalised as in training.
-    truth, valid : ``(T, Y, X)`` bool: foreground pixels, and pixels that count (annotated).
+    movie : ``(T, Y, X)`` float32, normalised as in training (any array-like read frame by frame).
+    truth, valid : ``(len(frames), Y, X)`` bool, in the order of ``frames``: foreground pixels,
+    and pixels that count (annotated), as ``training.validation.validation_truth`` gives them.
     The model is put in eval mode (the caller restores train mode if it goes on training).
     """
     model.eval()
     predictor = segmentation_predictor(model, device)
+    index = {int(t): i for i, t in enumerate(frames)}
     scores, labels = [], []
     for t, probs in predictor.predict(movie, list(frames)):
-        keep = valid[t]
+        keep = valid[index[t]]
         scores.append((1.0 - probs[0])[keep])
-        labels.append(truth[t][keep])
+        labels.append(truth[index[t]][keep])
     s, y = np.concatenate(scores), np.concatenate(labels)
     step = sample_stride(s.size)  # at most SAMPLE_PIXELS: the sort of the scores stays under a second
     s, y = s[::step], y[::step]
@@ -75,42 +78,6 @@ def foreground_roc(
     logger.info("pixel-wise ROC on validation frames %s: AUC %.4f, threshold %.4f (Youden's J)",
                 list(frames), auc, threshold)
     return threshold, auc
-
-
-def split_validation_frames(labels: np.ndarray, frames: list[int] | None,
-                            validation_frames: list[int]) -> tuple[list[int], list[int]]:
-    """``(validation frames, training frames)`` of ``labels (T, Y, X)``: the validation frames
-    must be annotated and are left out of the training frames (default: every annotated frame)."""
-    annotated = annotated_frames(labels)
-    validation = sorted(set(int(t) for t in validation_frames))
-    missing = [t for t in validation if t not in annotated]
-    if missing:
-        raise InputError(
-            f"validation frames {missing} have no annotation: paint them completely, or choose "
-            f"annotated frames (annotated: {annotated})"
-        )
-    rest = [t for t in (annotated if frames is None else frames) if t not in validation]
-    if not rest:
-        raise InputError(
-            f"every training frame is a validation frame ({validation}): leave at least one "
-            "annotated frame for training"
-        )
-    return validation, rest
-
-
-def validation_truth(labels: np.ndarray, frames: list[int], partial_frames: tuple[int, ...],
-                     background_label: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Foreground truth and counted pixels ``(T, Y, X) bool`` of the validation frames of
-    ``labels (T, Y, X)`` (instance ids; ``background_label`` is background; unpainted pixels of
-    partly annotated frames do not count)."""
-    movie = labels[None] if labels.ndim == 2 else labels
-    truth = np.zeros(movie.shape, dtype=bool)
-    valid = np.zeros(movie.shape, dtype=bool)
-    for t in frames:
-        painted = movie[t] > 0
-        truth[t] = painted if background_label is None else painted & (movie[t] != background_label)
-        valid[t] = painted if t in set(partial_frames) else True
-    return truth, valid
 
 
 #: Foreground thresholds :func:`calibrate_threshold` tries (``None``: the per-pixel argmax).

@@ -15,7 +15,7 @@ import pickle
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -23,6 +23,9 @@ from .. import __version__
 from .config import DataConfig, ModelConfig, PostprocessConfig, from_dict, to_dict
 from .errors import ModelFileError
 from .models import build_model
+
+if TYPE_CHECKING:
+    from .training.record import TrainingRecord
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +43,16 @@ class Checkpoint:
     data_config: DataConfig
     state_dict: dict[str, torch.Tensor]
     postprocess_config: PostprocessConfig = field(default_factory=PostprocessConfig)
-    training: dict[str, Any] = field(default_factory=dict)  # iterations, seconds, frames, ...
+    # what the run did (iterations, seconds, frames, loss, threshold choice, ...); a dict in the
+    # stored layout is accepted and converted
+    training: TrainingRecord = None  # type: ignore[assignment]
+
+    def __post_init__(self):
+        from .training.record import TrainingRecord
+
+        if not isinstance(self.training, TrainingRecord):
+            self.training = TrainingRecord.from_dict({} if self.training is None else self.training,
+                                                     where="the checkpoint")
 
     def build(self, device: torch.device | str = "cpu") -> torch.nn.Module:
         """The network with these weights, in eval mode on ``device``."""
@@ -56,7 +68,7 @@ def _payload(ckpt: Checkpoint) -> dict[str, Any]:
         "model_config": to_dict(ckpt.model_config),
         "data_config": to_dict(ckpt.data_config),
         "postprocess_config": to_dict(ckpt.postprocess_config),
-        "training": dict(ckpt.training),
+        "training": ckpt.training.to_dict(),
         "versions": {
             "napari_cellseq": __version__,
             "torch": str(torch.__version__),
@@ -80,6 +92,8 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike, overwrite: bool =
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Read a model file without executing code from it; clear errors for bad files."""
+    from .training.record import TrainingRecord
+
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"no model file at {path}: train one first or check the path")
@@ -109,7 +123,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
             data_config=from_dict(DataConfig, data["data_config"]),
             postprocess_config=from_dict(PostprocessConfig, data.get("postprocess_config", {})),
             state_dict=data["state_dict"],
-            training=data.get("training", {}),
+            training=TrainingRecord.from_dict(data.get("training", {}), where=str(path)),
         )
     except KeyError as err:
         raise ModelFileError(f"{path} lacks {err}: the file is incomplete; save it again") from err

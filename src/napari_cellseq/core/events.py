@@ -9,12 +9,18 @@ events.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .training.record import ThresholdChoice
 
 __all__ = [
     "Event",
     "Started",
     "Step",
     "Validation",
+    "ValidationScores",
+    "ThresholdChosen",
     "CheckpointSaved",
     "FrameDone",
     "Done",
@@ -60,6 +66,32 @@ class Validation(Event):
 
     iteration: int
     scores: dict
+
+
+@dataclass(frozen=True)
+class ValidationScores(Validation):
+    """Training scored its held-out validation ``frames`` after ``iteration`` steps.
+
+    scores : instance targets: :func:`~napari_cellseq.core.metrics.evaluate` (``seg``, ``ap50``,
+    ``dice``, ...); target ``classes``: :func:`~napari_cellseq.core.metrics.evaluate_classes`
+    (``mean_dice``, ``dice_per_class``, ...). Yielded after each checkpoint when training was
+    planned with ``score_checkpoints``.
+    """
+
+    frames: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class ThresholdChosen(Event):
+    """After ``iteration`` steps training chose the post-processing foreground threshold.
+
+    choice : a :class:`~napari_cellseq.core.training.record.ThresholdChoice` (``method``
+    ``"roc"`` with ``roc_auc`` on validation frames, or ``"calibration"`` with SEG/AP50 on painted
+    frames; ``threshold`` ``None`` means the argmax). It is stored in the model file.
+    """
+
+    iteration: int
+    choice: "ThresholdChoice"
 
 
 @dataclass(frozen=True)

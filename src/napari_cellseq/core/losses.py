@@ -26,6 +26,8 @@ FCN-GoogLeNet: edge weighted; every other network: weighted CE).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from torch.nn import functional as F
@@ -62,7 +64,7 @@ def loss_function(name: Loss, focal_gamma: float = 2.0):
     if name == "normalized_focal":
         if focal_gamma < 0:
             raise CellseqError(f"focal gamma must be 0 or more, got {focal_gamma}")
-        return lambda logits, c, w, v: normalized_focal_loss(logits, c, w, v, gamma=focal_gamma)
+        return functools.partial(normalized_focal_loss, gamma=focal_gamma)  # picklable
     if name in ("weighted_ce", "edge_weighted"):  # the edge weights are in the weight map
         return weighted_cross_entropy
     raise CellseqError(f"unknown loss {name!r}: choose one of {', '.join(LOSSES)}")

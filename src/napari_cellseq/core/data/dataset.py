@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from skimage.segmentation import relabel_sequential
 
-from ..config import INSTANCE_CLASSES, DataConfig
+from ..config import INSTANCE_CLASSES, TARGETS, DataConfig
 from ..errors import InputError
 from .augment import crop_grid, random_transform, sample
 from .normalize import OUTSIDE, normalize, percentile_range
@@ -31,7 +31,7 @@ from .targets import MAX_CLASSES, class_targets, weight_map
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["as_movie", "annotated_frames", "TrainingSet", "Batch"]
+__all__ = ["as_movie", "annotated_frames", "target_classes", "TrainingSet", "Batch"]
 
 # Balanced sampling keeps at most this many candidate centre pixels per class (a random subset).
 _POOL_MAX = 1 << 20
@@ -47,6 +47,38 @@ def annotated_frames(labels: np.ndarray) -> list[int]:
     movie = as_movie(np.asarray(labels))
     flat = movie.reshape(movie.shape[0], -1)
     return [int(t) for t in np.flatnonzero(flat.any(axis=1))]
+
+
+def target_classes(target: str, labels: np.ndarray, frames: list[int],
+                   background_label: int | None = None) -> int:
+    """Number of classes the network learns for ``target`` from ``labels (T, Y, X)``.
+
+    3 for ``"3class"``, 2 for ``"2class"``; for ``"classes"`` the largest painted class value
+    over ``frames`` (``background_label`` is class 0), which must be 2..MAX_CLASSES. Reads only
+    ``labels[t]`` for ``t`` in ``frames`` (so a lazy label stack is read frame by frame).
+    """
+    if target != "classes":
+        if target not in INSTANCE_CLASSES:
+            raise InputError(f"unknown target {target!r}: choose one of {', '.join(TARGETS)}")
+        return INSTANCE_CLASSES[target]
+    top = 0
+    for t in frames:
+        values = np.unique(np.asarray(labels[t]))
+        if background_label is not None:
+            values = values[values != background_label]
+        top = max(top, int(values.max(initial=0)))
+    if top > MAX_CLASSES:
+        raise InputError(
+            f"the labels hold value {top}, but with target 'classes' each label value is a class "
+            f"(at most {MAX_CLASSES}): paint class values 1, 2, 3, ... (1 = background), or use "
+            "target 3class for instance labels"
+        )
+    if top < 2:
+        raise InputError(
+            "with target 'classes' paint at least two classes (label 1 = background, 2, 3, ... "
+            "the other classes); only one class is painted"
+        )
+    return top
 
 
 @dataclass
@@ -126,36 +158,13 @@ class TrainingSet:
         self._nearest: dict[int, torch.Tensor] = {}
         self.object_areas: list[int] = []  # pixel areas of the painted objects
         self.semantic = config.target == "classes"
-        self.num_classes = INSTANCE_CLASSES.get(config.target, 0)
-        if self.semantic:
-            self.num_classes = self._count_classes(labels, background_label)
+        self.num_classes = target_classes(config.target, labels, self.frames, background_label)
         self._pools: list[np.ndarray] = []  # balanced sampling: per class, codes t * Y * X + yx
         for t in self.frames:
             self._prepare(t, labels[t], t in set(partial_frames), background_label)
         if config.sampling == "balanced":
             self._build_pools()
         logger.info("training set: %d frames of %s, annotated %s", n, self.frame_shape, self.frames)
-
-    def _count_classes(self, labels: np.ndarray, background_label: int | None) -> int:
-        """Largest painted class value over the frames learnt from (semantic target)."""
-        top = 0
-        for t in self.frames:
-            values = np.unique(labels[t])
-            if background_label is not None:
-                values = values[values != background_label]
-            top = max(top, int(values.max(initial=0)))
-        if top > MAX_CLASSES:
-            raise InputError(
-                f"the labels hold value {top}, but with target 'classes' each label value is a class "
-                f"(at most {MAX_CLASSES}): paint class values 1, 2, 3, ... (1 = background), or use "
-                "target 3class for instance labels"
-            )
-        if top < 2:
-            raise InputError(
-                "with target 'classes' paint at least two classes (label 1 = background, 2, 3, ... "
-                "the other classes); only one class is painted"
-            )
-        return top
 
     def _class_weights(self) -> tuple[float, ...]:
         cw = tuple(self.config.class_weights)

@@ -72,7 +72,7 @@ def test_each_loss_trains_frame_and_sequence_models_and_is_stored(small_movie, t
                                                      unroll=2, loss=loss)))
         steps = [e.loss for e in events if isinstance(e, Step)]
         assert len(steps) == 2 and all(np.isfinite(steps))
-        assert load_checkpoint(out).training["loss"] == loss
+        assert load_checkpoint(out).training.loss == loss
 
 
 def test_losses_differ_on_the_same_batch(small_movie, tmp_path):
@@ -89,16 +89,16 @@ def test_model_default_and_explicit_choice(small_movie, tmp_path):
     image, labels = small_movie
     gru = ModelConfig(name="gruunet", base_channels=4, depth=2, options=(("iterations", 1),))
     a = fit(image, labels, tmp_path / "a.pt", model_config=gru, data_config=TINY_DATA, train_config=_budget(1))
-    assert a.training["loss"] == "normalized_focal" and a.training["focal_gamma"] == 2.0
+    assert a.training.loss == "normalized_focal" and a.training.focal_gamma == 2.0
     b = fit(image, labels, tmp_path / "b.pt", model_config=gru, data_config=TINY_DATA,
             train_config=_budget(1, loss="weighted_ce"))
-    assert b.training["loss"] == "weighted_ce"
+    assert b.training.loss == "weighted_ce"
     # continuing keeps the file's loss unless one is named
     c = fit(image, labels, tmp_path / "c.pt", init=tmp_path / "a.pt", train_config=_budget(1))
-    assert c.training["loss"] == "normalized_focal"
+    assert c.training.loss == "normalized_focal"
     d = fit(image, labels, tmp_path / "d.pt", init=tmp_path / "a.pt",
             train_config=_budget(1, loss="edge_weighted", edge_weight=5.0))
-    assert d.training["loss"] == "edge_weighted" and d.training["edge_weight"] == 5.0
+    assert d.training.loss == "edge_weighted" and d.training.edge_weight == 5.0
 
 
 def test_old_model_files_without_new_fields_still_load(small_movie, tmp_path):
@@ -113,5 +113,5 @@ def test_old_model_files_without_new_fields_still_load(small_movie, tmp_path):
     assert ckpt.data_config.sampling == "uniform" and ckpt.postprocess_config.threshold is None
     # and it can be continued: the loss falls back to the model's paper default
     more = fit(image, labels, tmp_path / "n.pt", init=path, train_config=_budget(1))
-    assert more.training["loss"] == "weighted_ce"
+    assert more.training.loss == "weighted_ce"
     save_checkpoint(more, tmp_path / "again.pt")

@@ -1,4 +1,4 @@
-import pickle
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -8,7 +8,7 @@ from napari_cellseq.core.checkpoint import load_checkpoint
 from napari_cellseq.core.config import DataConfig, ModelConfig, TrainConfig
 from napari_cellseq.core.errors import CellseqError, InputError
 from napari_cellseq.core.events import CheckpointSaved, Done, Started, Step
-from napari_cellseq.core.training import fit, train
+from napari_cellseq.core.training import fit, plan_run, train
 
 TINY = dict(
     model_config=ModelConfig(base_channels=4),
@@ -28,7 +28,7 @@ def test_events_in_order_and_model_on_disk(small_movie, tmp_path):
     assert isinstance(events[-2], CheckpointSaved) and isinstance(events[-1], Done)
     assert events[-1].reason == "iterations"
     ckpt = load_checkpoint(out)
-    assert ckpt.training["iterations"] == 3
+    assert ckpt.training.iterations == 3
     assert ckpt.model_config.base_channels == 4 and ckpt.data_config.crop_size == 48
 
 
@@ -43,7 +43,7 @@ def test_stop_keeps_weights(small_movie, tmp_path):
             seen.append(e)
         last = e
     assert last.reason == "stopped" and last.iteration == 2
-    assert load_checkpoint(out).training["iterations"] == 2
+    assert load_checkpoint(out).training.iterations == 2
 
 
 def test_time_budget_ends_training(small_movie, tmp_path):
@@ -69,7 +69,7 @@ def test_continue_from_init_adds_iterations(small_movie, tmp_path):
     first = fit(image, labels, tmp_path / "a.pt", train_config=TrainConfig(iterations=2, max_time=None, batch_size=1), **TINY)
     second = fit(image, labels, tmp_path / "b.pt", init=tmp_path / "a.pt",
                  train_config=TrainConfig(iterations=2, max_time=None, batch_size=1))
-    assert second.training["iterations"] == 4
+    assert second.training.iterations == 4
     assert second.model_config == first.model_config
 
 
@@ -97,24 +97,76 @@ def test_sparse_annotations_train_temporal_model(small_movie, tmp_path):
     ckpt = fit(image, painted, tmp_path / "u.pt", model_config=ModelConfig(name="ulstm", base_channels=4),
                data_config=DataConfig(crop_size=32),
                train_config=TrainConfig(iterations=4, max_time=None, batch_size=1, unroll=3))
-    assert ckpt.training["frames"] == [0, 5]
+    assert ckpt.training.frames == (0, 5)
     out = segment(image, ckpt, device="cpu")
     assert out.shape == image.shape and out.dtype == np.uint16
 
 
-def test_diverging_training_raises_and_keeps_last_good_weights(small_movie, tmp_path, monkeypatch):
-    import napari_cellseq.core.training as training
+def _nan_loss(*args):
+    from napari_cellseq.core.losses import weighted_cross_entropy
 
+    return weighted_cross_entropy(*args) * float("nan")
+
+
+def test_diverging_training_raises_and_keeps_last_good_weights(small_movie, tmp_path):
     image, labels = small_movie
     out = tmp_path / "m.pt"
     fit(image, labels, out, train_config=TrainConfig(iterations=1, max_time=None, batch_size=1), **TINY)
     before = out.read_bytes()
-    real = training.weighted_cross_entropy
-    monkeypatch.setattr(training, "weighted_cross_entropy", lambda *a: real(*a) * float("nan"))
-    with pytest.raises(CellseqError, match="diverged"):
-        list(train(image, labels, out, train_config=TrainConfig(iterations=5, max_time=None, batch_size=1), **TINY))
+    plan = plan_run(image, labels, train_config=TrainConfig(iterations=5, max_time=None, batch_size=1), **TINY)
+    with pytest.raises(CellseqError, match=r"diverged at step 1 .* was not changed by this run"):
+        list(train(plan=replace(plan, loss_fn=_nan_loss), out_path=out))
     assert out.read_bytes() == before  # the file on disk still holds the last good weights
     load_checkpoint(out)
+
+
+def test_divergence_after_a_checkpoint_names_the_kept_step(small_movie, tmp_path):
+    image, labels = small_movie
+    out = tmp_path / "m.pt"
+    calls = []
+
+    def nan_from_step_3(*args):
+        from napari_cellseq.core.losses import weighted_cross_entropy
+
+        calls.append(1)
+        return weighted_cross_entropy(*args) * (float("nan") if len(calls) >= 3 else 1.0)
+
+    plan = plan_run(image, labels, train_config=TrainConfig(iterations=5, max_time=None, batch_size=1,
+                                                            checkpoint_every=1e-9), **TINY)
+    with pytest.raises(CellseqError, match=r"diverged at step 3 .*weights of step 2, the last checkpoint"):
+        list(train(plan=replace(plan, loss_fn=nan_from_step_3), out_path=out))
+    assert load_checkpoint(out).training.iterations == 2
+
+
+def test_divergence_before_any_checkpoint_writes_no_file(small_movie, tmp_path):
+    image, labels = small_movie
+    out = tmp_path / "m.pt"
+    plan = plan_run(image, labels, train_config=TrainConfig(iterations=5, max_time=None, batch_size=1), **TINY)
+    with pytest.raises(CellseqError, match=r"diverged at step 1 .*before any weights were saved: no model file"):
+        list(train(plan=replace(plan, loss_fn=_nan_loss), out_path=out))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_short_seeded_run_gives_the_losses_recorded_before_the_refactoring(small_movie, tmp_path):
+    """Same seed, same steps: the loss values recorded from the single-module ``training.py``
+    (commit cb0d45b) before it became a package, for a frame and a temporal model."""
+    from napari_cellseq.core.events import Step
+
+    image, labels = small_movie
+    painted = np.zeros_like(labels)
+    painted[[0, 3, 5]] = labels[[0, 3, 5]]
+    runs = {
+        "unet": (dict(model_config=ModelConfig(base_channels=4), data_config=DataConfig(crop_size=48),
+                      train_config=TrainConfig(iterations=5, max_time=None, seed=7)),
+                 [1.7782971858978271, 1.946944236755371, 1.9637784957885742, 1.8483306169509888,
+                  1.7936687469482422]),
+        "ulstm": (dict(model_config=ModelConfig(name="ulstm", base_channels=4), data_config=DataConfig(crop_size=32),
+                       train_config=TrainConfig(iterations=4, max_time=None, seed=7, unroll=2)),
+                  [1.0139445066452026, 1.0384743213653564, 0.9623709321022034, 0.9966176152229309]),
+    }
+    for name, (kwargs, recorded) in runs.items():
+        events = list(train(image, painted, tmp_path / f"{name}.pt", **kwargs))
+        assert [e.loss for e in events if isinstance(e, Step)] == pytest.approx(recorded, rel=1e-4), name
 
 
 class _CountingTemporalModel(torch.nn.Module):
@@ -168,9 +220,11 @@ def test_unannotated_chunks_use_the_models_advance(annotated, fed, advanced):
 
 def _check_sequence_steps(model, annotated, steps):
     from napari_cellseq.core.data.dataset import Batch
-    from napari_cellseq.core.training import _Stepper
+    from napari_cellseq.core.losses import weighted_cross_entropy
+    from napari_cellseq.core.training.loop import Stepper
 
-    stepper = _Stepper(model, torch.optim.SGD(model.parameters(), lr=0.1), torch.device("cpu"), amp=False)
+    stepper = Stepper(model, torch.optim.SGD(model.parameters(), lr=0.1), torch.device("cpu"), amp=False,
+                      loss_fn=weighted_cross_entropy)
     x = torch.randn(2, 20, 1, 8, 8)
     classes = torch.zeros(2, 20, 8, 8, dtype=torch.int64)
     valid = torch.zeros(2, 20, 8, 8)
