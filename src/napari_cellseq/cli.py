@@ -198,10 +198,13 @@ def _cmd_train(args) -> int:
     stop = threading.Event()
     received: list[int] = []
     handlers = _install_stop_handlers(stop, received)
+    from .cli_batch import training_processes
+
     try:
-        _train_loop(train(image, labels, out, model_config=model_config, data_config=data_config,
-                          train_config=train_config, frames=frames, init=init, stop=stop.is_set,
-                          validation_frames=validation_frames))
+        with training_processes(args.device) as drain:  # torchrun: one rank of several (DDP)
+            (drain or _train_loop)(train(image, labels, out, model_config=model_config, data_config=data_config,
+                                         train_config=train_config, frames=frames, init=init, stop=stop.is_set,
+                                         validation_frames=validation_frames))
     finally:
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
@@ -271,7 +274,11 @@ def _cmd_segment(args) -> int:
                           refuse_existing)
     from .core.io.sources import open_movie
     from .core.pipeline import FrameLabels, load_model, segment_events
+    from .cli_batch import segment_many, wants_batch
 
+    if wants_batch(args):  # several movies, a glob, a folder for --out or a scheduler
+        return segment_many(args, _Progress)
+    args.image = args.image[0]
     out = Path(args.out)
     into_zarr = _exchange_outputs_checked(args, out)  # OME-Zarr labels group, --rois
     if into_zarr:
@@ -537,15 +544,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("segment", help="segment every frame of a movie with a trained model")
+    p = sub.add_parser("segment", help="segment every frame of a movie (or of many) with a trained model")
     p.add_argument("--model", required=True, help="model file from `train`")
-    p.add_argument("--image", required=True, help="image TIFF, (Y,X) or (T,Y,X); or a Cell Tracking Challenge "
-                   "sequence folder (DATA/01 with t000.tif, ...); or an OME-Zarr image (.zarr, level 0)")
+    p.add_argument("--image", required=True, action="append",
+                   help="image TIFF, (Y,X) or (T,Y,X); or a Cell Tracking Challenge sequence folder (DATA/01 with "
+                        "t000.tif, ...); or an OME-Zarr image (.zarr, level 0); repeat it, or give a quoted glob such "
+                        "as 'movies/*.tif', to segment many movies into the --out folder")
     p.add_argument("--channel", type=_CHANNEL, metavar="N",
                    help="use channel N (from 0) of a multichannel image: (Y,X,C), (T,Y,X,C) or (T,C,Y,X) "
                         "with fewer than 8 channels")
-    p.add_argument("--out", required=True, help="labels TIFF, a folder with --ctc, or an OME-Zarr image (the "
-                   "labels go into its labels/ group)")
+    p.add_argument("--out", required=True, help="labels TIFF, a folder with --ctc or several movies, or an OME-Zarr "
+                   "image (the labels go into its labels/ group)")
     p.add_argument("--frames", help="only these frames, e.g. 10-19 (others stay 0)")
     p.add_argument("--device", type=_device, default="auto", help=f"{devices} (or cuda:N)")
     p.add_argument("--tile", type=_number(int, 32, "at least 32"), default=None, metavar="PIXELS",
@@ -562,6 +571,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels-name", default="cellseq", metavar="NAME",
                    help="when --out is an OME-Zarr image: the labels are written to OUT/labels/NAME (default cellseq)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    from .cli_batch import add_segment_options
+
+    add_segment_options(p, _POSITIVE_INT)
     p.set_defaults(func=_cmd_segment)
 
     p = sub.add_parser("evaluate", help="score predicted labels against ground truth (JSON line)")

@@ -38,6 +38,7 @@ import torch
 from ..checkpoint import Checkpoint, save_checkpoint
 from ..config import PostprocessConfig, TrainConfig
 from ..data.dataset import Batch, TrainingSet
+from ..distributed.ddp import current as ddp_run
 from ..device import autocast, autocast_dtype, use_channels_last
 from ..errors import CellseqError, InputError
 from ..events import CheckpointSaved, Done, Event, Started, Step, ThresholdChosen, ValidationScores
@@ -166,8 +167,11 @@ def run(plan: TrainPlan, out_path: str | os.PathLike,
     """
     config = plan.train_config
     device = plan.device
+    ddp = ddp_run(device)  # one rank of several processes (torchrun), else None: core/distributed/ddp.py
+    if ddp is not None:
+        device = ddp.device
     torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
+    rng = np.random.default_rng(config.seed if ddp is None else ddp.seed(config.seed))
     data = TrainingSet(plan.image, plan.labels, plan.data_config, list(plan.frames), plan.partial_frames,
                        plan.background_label, weighting=plan.weighting, edge_weight=config.edge_weight)
     postprocess_config = plan.postprocess_config
@@ -181,6 +185,8 @@ def run(plan: TrainPlan, out_path: str | os.PathLike,
     model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format).train()
     optimizer = make_optimizer(model, config)
     stepper = Stepper(model, optimizer, device, config.amp, plan.loss_fn, channels_last, config.compile)
+    if ddp is not None:
+        ddp.attach(stepper)  # gradients and the reported loss averaged over the ranks
     out_path = Path(out_path)
     prior = plan.prior or TrainingRecord()
     record = TrainingRecord(
@@ -247,6 +253,8 @@ def run(plan: TrainPlan, out_path: str | os.PathLike,
                 reason = "iterations"
             elif config.max_time is not None and elapsed >= config.max_time:
                 reason = "time"
+            if ddp is not None:
+                reason = ddp.agree(reason)  # every rank stops at the same step
             if reason:
                 break
             set_lr(optimizer, config, budget_fraction(config, iteration, elapsed))
@@ -254,7 +262,7 @@ def run(plan: TrainPlan, out_path: str | os.PathLike,
             iteration += 1
             elapsed = time.perf_counter() - t0
             yield Step(iteration, loss, elapsed, budget_fraction(config, iteration, elapsed))
-            if time.perf_counter() - last_save >= config.checkpoint_every:
+            if time.perf_counter() - last_save >= config.checkpoint_every and (ddp is None or ddp.writer):
                 yield checkpoint(iteration, elapsed)
                 if plan.score_checkpoints:
                     yield validate(iteration)
@@ -278,6 +286,10 @@ def run(plan: TrainPlan, out_path: str | os.PathLike,
     finally:
         step_iter.close()
     elapsed = time.perf_counter() - t0
+    if ddp is not None and not ddp.writer:  # rank 0 chooses the threshold and writes the file
+        ddp.barrier()
+        yield Done(reason=reason, iteration=iteration, path=None, elapsed=elapsed)
+        return
     choice = choose_threshold(plan, model, device, data.normalized_movie(), data.frames,
                               postprocess_config.min_size, iteration, stopped=reason == "stopped")
     if choice is not None:
@@ -287,6 +299,8 @@ def run(plan: TrainPlan, out_path: str | os.PathLike,
     if plan.score_checkpoints:  # before the final save, so that the file records the scores
         yield validate(iteration)
     saved = checkpoint(iteration, elapsed)
+    if ddp is not None:
+        ddp.barrier()
     yield saved
     yield Done(reason=reason, iteration=iteration, path=saved.path, elapsed=elapsed)
 

@@ -1,0 +1,329 @@
+"""A frame larger than memory, segmented block by block on dask workers, stitched, into zarr.
+
+:func:`segment_blocks` cuts a 2-D frame ``(Y, X)`` (numpy, dask, zarr array, a zarr store or
+an OME-Zarr image, whose full-resolution level is used) into a grid of ``block x block``
+cores. Each task reads its core plus ``overlap`` pixels on every side, normalises it with the
+frame's percentiles (an even subsample of the whole frame, computed once), predicts it with
+the model's tiling (:func:`~napari_cellseq.core.inference.segmentation_predictor`) and turns the
+probabilities into instance labels exactly as :func:`~napari_cellseq.core.pipeline.segment`
+does, then keeps the labels of its core (renumbered ``1..n``) and writes them to a zarr store
+(one chunk per block). Cells cut by a seam are then joined and all ids made unique over the
+frame, the steps of ``dask_image.ndmeasure.label``: per-block ids offset by the label counts
+of the blocks before, a graph of labels to join across block faces, its connected components
+(scipy) and ``dask_image.ndmeasure._utils._label.relabel_blocks`` to apply them block by block
+into the output zarr, written to a hidden folder and renamed into place when complete.
+
+Where this departs from dask-image: its face step (``_across_block_label_grouping``) joins any
+two labels that touch across a face, right for the binary masks ``ndmeasure.label`` labels but
+wrong for instance labels, where two different cells often touch along a seam. Here each block
+also labels one pixel line beyond its core (it sees the overlap), and two labels ``a`` (block
+A) and ``b`` (block B) facing each other across the seam are joined only where both blocks
+agree that the cell crosses it: A's label of B's first pixel is ``a`` and B's label of A's last
+pixel is ``b``. Touching neighbours are kept apart; a cell that crosses the seam gets one id.
+With an overlap wider than a cell, each block sees every cell of its core whole, so the labels
+match the whole-frame segmentation (tested: SEG within 0.01, no cell split or duplicated at a
+seam; README, "Beyond one machine").
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..checkpoint import Checkpoint
+from ..errors import InputError
+from ..io import OutputExistsError
+from . import require
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["BlockResult", "segment_blocks", "open_frame", "seam_faces_graph"]
+
+# Pixels whose percentiles normalise the frame (an even 2-D subsample of it).
+_SAMPLE_PIXELS = 4_000_000
+
+
+@dataclass(frozen=True)
+class BlockResult:
+    """The zarr store written (``path``), its number of cells, blocks, and cells joined at seams."""
+
+    path: str
+    cells: int
+    blocks: int
+    joined: int
+    seconds: float
+
+
+def open_frame(image: Any, component: str | None = None) -> Any:
+    """A 2-D dask array ``(Y, X)`` of ``image``: numpy / dask / zarr array, or a path to a zarr
+    store (``component`` names an array inside a group) or an OME-Zarr image (its first
+    multiscale level). Leading axes of length 1 (OME ``t, c, z``) are dropped."""
+    require("dask", "zarr")
+    import dask.array as da
+
+    if isinstance(image, (str, os.PathLike)):
+        import zarr
+
+        path = Path(image).expanduser()
+        if not path.exists():
+            raise InputError(f"no zarr store at {path}: check the path")
+        try:
+            node = zarr.open(str(path), mode="r")
+        except Exception as err:  # noqa: BLE001 - many zarr errors for a non-zarr folder
+            raise InputError(f"{path} is not a zarr store ({type(err).__name__}): give a .zarr folder or an "
+                             "OME-Zarr image") from None
+        if component:
+            node = node[component]
+        if not hasattr(node, "shape"):  # a group: OME-Zarr multiscales, level 0
+            multiscales = node.attrs.get("multiscales") or node.attrs.get("ome", {}).get("multiscales")
+            if not multiscales:
+                raise InputError(f"{path} is a zarr group without OME-Zarr multiscales: name the array "
+                                 "(component=...)")
+            node = node[multiscales[0]["datasets"][0]["path"]]
+        array = da.from_zarr(node)
+    elif hasattr(image, "chunks") and hasattr(image, "dask"):
+        array = image
+    else:
+        array = da.from_array(image, chunks=(2048, 2048)) if np.ndim(image) == 2 else da.asarray(image)
+    while array.ndim > 2 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 2:
+        raise InputError(f"the frame has shape {tuple(array.shape)}: a 2-D (Y, X) frame is needed; pass one "
+                         "plane, e.g. image[t] or image[0, 0]")
+    if array.dtype.kind not in "uif":
+        raise InputError(f"the frame has dtype {array.dtype}: pass grey values (integers or floats)")
+    return array
+
+
+def _value_range(frame: Any, percentiles: tuple[float, float]) -> tuple[float, float]:
+    """Percentiles of an even ``s x s``-strided subsample of ``frame`` (at most ~4 M pixels)."""
+    from ..data.normalize import percentile_range
+
+    h, w = frame.shape
+    s = max(1, int(np.ceil(np.sqrt(h * w / _SAMPLE_PIXELS))))
+    sample = np.asarray(frame[::s, ::s].compute())
+    if sample.dtype.kind == "f" and not np.isfinite(sample).all():
+        raise InputError("the frame contains NaN or infinite values; replace them (e.g. np.nan_to_num)")
+    if sample.min() == sample.max():
+        raise InputError(f"the frame is constant (all values = {sample.min().item()!r} in a subsample): "
+                         "nothing to segment")
+    return percentile_range(sample, percentiles)
+
+
+def _windows(size: int, block: int) -> list[tuple[int, int]]:
+    return [(s, min(s + block, size)) for s in range(0, size, block)]
+
+
+@dataclass(frozen=True)
+class _Faces:
+    """What block pass 1 returns: ``n`` labels ``1..n`` in its core, and per side (top, bottom,
+    left, right) the core's edge line and the block's labels of the line beyond it (the
+    neighbour's edge line as this block sees it), ids beyond the core as 0; None at the frame edge."""
+
+    n: int
+    edge: dict
+    beyond: dict
+
+
+def _label_block(pixels: np.ndarray, ckpt: Checkpoint, value_range: tuple[float, float], core: tuple,
+                 store: str, window: tuple, options: dict) -> _Faces:
+    """Pass 1 on one block: ``pixels`` (core + overlap) -> core labels in ``store`` at ``window``."""
+    import torch
+    import zarr
+
+    from ..data.normalize import normalize
+    from ..device import resolve_device
+    from ..inference import segmentation_predictor
+    from ..postprocess import labels_from_probabilities
+
+    if options.get("torch_threads"):
+        torch.set_num_threads(int(options["torch_threads"]))
+    frame = np.asarray(pixels)
+    if frame.dtype.kind == "f" and not np.isfinite(frame).all():
+        raise InputError(f"the frame contains NaN or infinite values near rows {window[0]}, columns {window[2]}; "
+                         "replace them (e.g. np.nan_to_num)")
+    dev = resolve_device(options.get("device", "cpu"))
+    predictor = segmentation_predictor(ckpt.build(dev), dev, options.get("tile"))
+    movie = normalize(frame, value_range)[None]
+    (_, probs), = list(predictor.predict(movie, [0]))
+    post = ckpt.postprocess_config
+    labels = labels_from_probabilities(probs, ckpt.data_config.target, post.min_size, threshold=post.threshold)
+    (y0, y1), (x0, x1) = core  # the core inside ``pixels``
+    present = np.unique(labels[y0:y1, x0:x1])
+    present = present[present > 0]
+    n = int(present.size)
+    lut = np.zeros(int(labels.max()) + 1, dtype=np.int64)  # block ids -> core ids 1..n, others 0
+    lut[present] = np.arange(1, n + 1)
+    inner = lut[labels[y0:y1, x0:x1]]
+    h, w = labels.shape
+    edge = {"top": inner[0], "bottom": inner[-1], "left": inner[:, 0], "right": inner[:, -1]}
+    beyond = {
+        "top": lut[labels[y0 - 1, x0:x1]] if y0 > 0 else None,
+        "bottom": lut[labels[y1, x0:x1]] if y1 < h else None,
+        "left": lut[labels[y0:y1, x0 - 1]] if x0 > 0 else None,
+        "right": lut[labels[y0:y1, x1]] if x1 < w else None,
+    }
+    out = zarr.open_array(store, mode="r+")
+    out[window[0]:window[1], window[2]:window[3]] = inner.astype(np.uint32)
+    return _Faces(n, {k: v.astype(np.int64) for k, v in edge.items()}, beyond)
+
+
+def seam_faces_graph(faces: dict, offsets: dict) -> np.ndarray:
+    """Edges ``(2, M)`` between global ids of labels facing each other across block seams, where
+    both blocks see the cell crossing the seam (see the module docstring); ``faces[(i, j)]`` are
+    the blocks' :class:`_Faces`, ``offsets[(i, j)]`` the id offset of each block."""
+    pairs = []
+    for (i, j), f in faces.items():
+        for side, (di, dj), other in (("bottom", (1, 0), "top"), ("right", (0, 1), "left")):
+            g = faces.get((i + di, j + dj))
+            if g is None:
+                continue
+            a, a_beyond = f.edge[side], f.beyond[side]
+            b, b_beyond = g.edge[other], g.beyond[other]
+            agree = (a > 0) & (b > 0) & (a_beyond == a) & (b_beyond == b)
+            if agree.any():
+                pairs.append(np.stack([a[agree] + offsets[(i, j)], b[agree] + offsets[(i + di, j + dj)]]))
+    if not pairs:
+        return np.zeros((2, 0), dtype=np.int64)
+    return np.unique(np.concatenate(pairs, axis=1), axis=1)
+
+
+def _add_offsets(block: np.ndarray, offsets: np.ndarray, block_info=None) -> np.ndarray:
+    i, j = block_info[0]["chunk-location"]
+    out = block.astype(np.int64)
+    out[block > 0] += int(offsets[i, j])
+    return out
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"{out} already exists; pass --overwrite (overwrite=True) to replace it, or "
+                                "choose another name")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} is a file: give a .zarr folder name for the labels")
+
+
+def _replace_folder(tmp: Path, out: Path) -> None:
+    """Move the finished store ``tmp`` to ``out`` (an old ``out`` is removed only after)."""
+    old = None
+    if out.exists():
+        old = out.parent / f".old-{os.getpid()}-{secrets.token_hex(4)}-{out.name}"
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def segment_blocks(
+    image: Any,
+    model: Checkpoint | str | os.PathLike,
+    out: str | os.PathLike,
+    client: Any = None,
+    *,
+    block: int = 2048,
+    overlap: int = 64,
+    component: str | None = None,
+    device: str = "cpu",
+    tile: int | None = None,
+    value_range: tuple[float, float] | None = None,
+    overwrite: bool = False,
+    torch_threads: int | None = None,
+) -> BlockResult:
+    """Instance labels of a 2-D frame, segmented block by block and stitched, written to zarr.
+
+    Parameters
+    ----------
+    image : ``(Y, X)`` grey values: numpy / dask / zarr array, or a path to a zarr store or an
+        OME-Zarr image (see :func:`open_frame`).
+    model : a model file or checkpoint.
+    out : the zarr store to write (a folder, e.g. ``labels.zarr``): ``(Y, X) uint32`` instance
+        ids ``1..n`` unique over the frame, 0 background, chunks ``block x block``.
+    client : a ``distributed.Client`` (blocks run on its workers, which must see ``out``'s
+        folder and a zarr input), or None: the blocks run here, one after another.
+    block : core side of a block in pixels; overlap : pixels each block sees beyond its core
+        (wider than a cell, so that every cell of the core is seen whole).
+    device, tile : as ``segment``; value_range : normalisation (default: the model's
+        percentiles of the frame, on an even subsample).
+    overwrite : replace ``out``; otherwise an existing ``out`` is refused before any work.
+
+    Returns a :class:`BlockResult`. Raises :class:`InputError` for a frame that is not 2-D,
+    constant or has NaN, a bad ``block`` / ``overlap``, or an existing ``out``.
+    """
+    require("dask", "zarr", "dask_image")
+    import dask
+    import dask.array as da
+    import scipy.sparse
+    import scipy.sparse.csgraph
+    import zarr
+    from dask_image.ndmeasure._utils._label import relabel_blocks
+
+    from ..pipeline import load_model
+
+    t0 = time.perf_counter()
+    if isinstance(block, bool) or int(block) < 64:
+        raise InputError(f"block side must be at least 64 pixels, got {block!r}")
+    if isinstance(overlap, bool) or not 1 <= int(overlap) <= int(block):
+        raise InputError(f"overlap must be 1..block ({block}) pixels, got {overlap!r}")
+    block, overlap = int(block), int(overlap)
+    out = Path(out).expanduser()
+    _check_out(out, overwrite)
+    ckpt = load_model(model)
+    frame = open_frame(image, component)
+    h, w = (int(v) for v in frame.shape)
+    if value_range is None:
+        value_range = _value_range(frame, ckpt.data_config.percentiles)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = out.parent / f".tmp-{os.getpid()}-{secrets.token_hex(4)}-{out.name}"
+    local_store, final_store = str(work / "local"), str(work / "labels")
+    try:
+        zarr.open_array(local_store, mode="w", shape=(h, w), chunks=(block, block), dtype=np.uint32,
+                        fill_value=0)
+        options = {"device": device, "tile": tile, "torch_threads": torch_threads}
+        model_ref = client.scatter(ckpt, broadcast=True, hash=False) if client is not None else ckpt
+        ys, xs = _windows(h, block), _windows(w, block)
+        tasks = {}
+        label_block = dask.delayed(_label_block, pure=False)
+        for i, (y0, y1) in enumerate(ys):
+            for j, (x0, x1) in enumerate(xs):
+                ey0, ey1, ex0, ex1 = max(0, y0 - overlap), min(h, y1 + overlap), max(0, x0 - overlap), min(w, x1 + overlap)
+                core = ((y0 - ey0, y1 - ey0), (x0 - ex0, x1 - ex0))
+                tasks[(i, j)] = label_block(frame[ey0:ey1, ex0:ex1], model_ref, value_range, core, local_store,
+                                            (y0, y1, x0, x1), options)
+        keys = list(tasks)
+        if client is not None:
+            results = client.compute([tasks[k] for k in keys], sync=True)
+        else:
+            results = dask.compute(*[tasks[k] for k in keys], scheduler="synchronous")
+        faces = dict(zip(keys, results))
+        counts = np.array([[faces[(i, j)].n for j in range(len(xs))] for i in range(len(ys))], dtype=np.int64)
+        offsets = (np.cumsum(counts.ravel()) - counts.ravel()).reshape(counts.shape)
+        total = int(counts.sum())
+        edges = seam_faces_graph(faces, {(i, j): int(offsets[i, j]) for (i, j) in faces})
+        graph = scipy.sparse.coo_matrix((np.ones(edges.shape[1]), (edges[0], edges[1])), shape=(total + 1,) * 2)
+        n_comp, new_labeling = scipy.sparse.csgraph.connected_components(graph.tocsr(), directed=False)
+        # node 0 (background) is component 0, the others numbered in order: ids 1..n_comp-1
+        local = da.from_zarr(local_store)
+        offsetted = local.map_blocks(_add_offsets, offsets, dtype=np.int64)
+        labels = relabel_blocks(offsetted, new_labeling).astype(np.uint32)
+        stored = da.to_zarr(labels, final_store, compute=False)
+        if client is not None:
+            client.compute(stored, sync=True)
+        else:
+            dask.compute(stored, scheduler="synchronous")
+        shutil.rmtree(local_store, ignore_errors=True)
+        _replace_folder(Path(final_store), out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    seconds = time.perf_counter() - t0
+    result = BlockResult(str(out), int(n_comp - 1), len(keys), total - int(n_comp - 1), seconds)
+    logger.info("%d x %d frame in %d blocks: %d cells (%d joined at seams), %.1f s -> %s", h, w, len(keys),
+                result.cells, result.joined, seconds, out)
+    return result
