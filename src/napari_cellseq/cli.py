@@ -168,8 +168,8 @@ def _cmd_train(args) -> int:
     from .core.config import DataConfig, TrainConfig
     from .core.io.sources import read_movie, read_training_labels
     from .core.io import parse_frames
-    from .core.pipeline import load_model, prepare_training_inputs
-    from .core.training import train
+    from .core.pipeline import load_model
+    from .core.training import plan_run, train
 
     out = Path(args.out)
     _check_out(out, args.overwrite)
@@ -183,7 +183,6 @@ def _cmd_train(args) -> int:
     if args.frames is not None:
         frames = parse_frames(args.frames, n_frames)
     validation_frames = parse_frames(args.val_frames, n_frames) if args.val_frames is not None else None
-    image, labels = prepare_training_inputs(image, labels, frames, args.target)
     max_time = args.max_time
     if max_time is None and args.iterations is None:
         max_time = 600.0
@@ -195,6 +194,10 @@ def _cmd_train(args) -> int:
     )
     data_config = DataConfig(target=args.target, crop_size=args.crop, sampling=args.sampling)
     model_config = _model_config(args) if init is None or args.model else None
+    # the one place the inputs are checked and the run resolved (train does not check again)
+    plan = plan_run(image, labels, model_config=model_config, data_config=data_config,
+                    train_config=train_config, frames=frames, init=init,
+                    validation_frames=validation_frames)
     stop = threading.Event()
     received: list[int] = []
     handlers = _install_stop_handlers(stop, received)
@@ -202,9 +205,7 @@ def _cmd_train(args) -> int:
 
     try:
         with training_processes(args.device) as drain:  # torchrun: one rank of several (DDP)
-            (drain or _train_loop)(train(image, labels, out, model_config=model_config, data_config=data_config,
-                                         train_config=train_config, frames=frames, init=init, stop=stop.is_set,
-                                         validation_frames=validation_frames))
+            (drain or _train_loop)(train(out_path=out, stop=stop.is_set, plan=plan))
     finally:
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
