@@ -71,8 +71,8 @@ def test_train_uses_exactly_the_annotated_frames(ctc, monkeypatch):
     d, _, _ = ctc
     seen = {}
 
-    def fake_train(image, labels, out, frames=None, **kwargs):
-        seen["frames"], seen["labels"] = frames, labels
+    def fake_train(out_path=None, stop=None, plan=None, **kwargs):  # the CLI hands train its plan
+        seen["frames"], seen["labels"] = list(plan.frames), plan.labels
         return iter(())
 
     monkeypatch.setattr(training, "train", fake_train)
