@@ -173,8 +173,8 @@ def _cmd_train(args) -> int:
 
     out = Path(args.out)
     _check_out(out, args.overwrite)
-    if args.init is None or args.model:
-        _model_config(args)  # an unknown --model fails here, before the images are read
+    # an unknown --model fails here, before the images are read; continuing keeps the file's network
+    model_config = _model_config(args) if args.init is None or args.model else None
     init = load_model(args.init) if args.init else None
     image = read_movie(args.image, args.channel)  # TIFF, CTC sequence folder or OME-Zarr
     labels, frames = read_training_labels(args.labels, image.shape)  # frames: from CTC man_seg names
@@ -193,7 +193,6 @@ def _cmd_train(args) -> int:
         checkpoint_every=args.checkpoint_every, loss=args.loss, calibrate=args.calibrate,
     )
     data_config = DataConfig(target=args.target, crop_size=args.crop, sampling=args.sampling)
-    model_config = _model_config(args) if init is None or args.model else None
     # the one place the inputs are checked and the run resolved (train does not check again)
     plan = plan_run(image, labels, model_config=model_config, data_config=data_config,
                     train_config=train_config, frames=frames, init=init,
