@@ -274,8 +274,12 @@ def _cmd_segment(args) -> int:
                           refuse_existing)
     from .core.io.sources import open_movie
     from .core.pipeline import FrameLabels, load_model, segment_events
-    from .cli_batch import segment_many, wants_batch
+    from .cli_batch import segment_blockwise, segment_many, wants_batch
 
+    if args.blocks is not None:  # one frame larger than memory, block by block, into zarr
+        return segment_blockwise(args, _Progress)
+    if args.overlap is not None:
+        raise CellseqError("--overlap is the overlap of the blocks of --blocks PIXELS: add --blocks, or drop --overlap")
     if wants_batch(args):  # several movies, a glob, a folder for --out or a scheduler
         return segment_many(args, _Progress)
     args.image = args.image[0]
@@ -553,9 +557,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channel", type=_CHANNEL, metavar="N",
                    help="use channel N (from 0) of a multichannel image: (Y,X,C), (T,Y,X,C) or (T,C,Y,X) "
                         "with fewer than 8 channels")
-    p.add_argument("--out", required=True, help="labels TIFF, a folder with --ctc or several movies, or an OME-Zarr "
-                   "image (the labels go into its labels/ group)")
-    p.add_argument("--frames", help="only these frames, e.g. 10-19 (others stay 0)")
+    p.add_argument("--out", required=True, help="labels TIFF, a folder with --ctc or several movies, an OME-Zarr "
+                   "image (the labels go into its labels/ group), or a new LABELS.zarr with --blocks")
+    p.add_argument("--frames", help="only these frames, e.g. 10-19 (others stay 0); with --blocks: the one frame "
+                   "of a movie to segment, e.g. 0")
     p.add_argument("--device", type=_device, default="auto", help=f"{devices} (or cuda:N)")
     p.add_argument("--tile", type=_number(int, 32, "at least 32"), default=None, metavar="PIXELS",
                    help="largest tile side; bigger frames are cut into overlapping tiles (default 512 on "

@@ -1,11 +1,12 @@
 """The CLI beyond one machine: ``segment`` for many movies (several ``--image`` or a quoted glob,
-``--out DIR``, ``--scheduler none|local|local:N|tcp://host:port``) and ``train`` as one rank of a
-``torchrun`` run.
+``--out DIR``, ``--scheduler none|local|local:N|tcp://host:port``), ``segment --blocks`` for one
+frame larger than memory (``--out LABELS.zarr``), and ``train`` as one rank of a ``torchrun`` run.
 
 Called from :mod:`napari_cellseq.cli` (which keeps the single-movie path); the work is
-:func:`napari_cellseq.core.distributed.batch.segment_movies_events`, drained here into the CLI's
-progress bar. Each failed movie is one line on stderr; the summary goes to stdout as JSON;
-the exit code is 1 when any movie failed.
+:func:`napari_cellseq.core.distributed.batch.segment_movies_events` or
+:func:`napari_cellseq.core.distributed.blocks.segment_blocks_events`, drained here into the
+CLI's progress bar. Each failed movie is one line on stderr; the summary goes to stdout as
+JSON; the exit code is 1 when any movie failed.
 """
 
 from __future__ import annotations
@@ -22,6 +23,20 @@ logger = logging.getLogger("napari_cellseq.cli")
 
 EXIT_SOME_FAILED = 1
 _GLOB_CHARS = set("*?[")
+DEFAULT_OVERLAP = 64
+
+
+def _at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low} pixels, got {text}")
+        return value
+
+    return parse
 
 
 def add_segment_options(p: argparse.ArgumentParser, positive_int) -> None:
@@ -36,6 +51,13 @@ def add_segment_options(p: argparse.ArgumentParser, positive_int) -> None:
                         "starts each task --context frames early")
     p.add_argument("--context", type=int, default=None, metavar="N",
                    help="frames a temporal model (U-LSTM) runs before each task's frames (default 5)")
+    p.add_argument("--blocks", type=_at_least(64), metavar="PIXELS",
+                   help="one frame larger than memory (a big TIFF, an OME-Zarr image or a zarr array; a movie's "
+                        "frame picked with --frames N) segmented in blocks of PIXELS x PIXELS, on --scheduler's "
+                        "workers, cells stitched across the block seams; --out is a new LABELS.zarr")
+    p.add_argument("--overlap", type=_at_least(1), metavar="PIXELS",
+                   help=f"with --blocks: pixels each block sees beyond its edges, wider than a cell "
+                        f"(default {DEFAULT_OVERLAP})")
 
 
 def wants_batch(args) -> bool:
@@ -105,6 +127,76 @@ def segment_many(args, progress_factory) -> int:
               f"(listed above); the other {len(written)} are in {args.out}", file=sys.stderr)
         return EXIT_SOME_FAILED
     logger.info("wrote %d movies to %s", len(written), args.out)
+    return 0
+
+
+def segment_blockwise(args, progress_factory) -> int:
+    """``segment --blocks``: one 2-D frame, block by block (on ``--scheduler``), into a zarr
+    array; returns the exit code. Every bad combination is refused before any work."""
+    from .core.distributed import require
+    from .core.distributed.blocks import BlocksDone, BlocksStitched, open_plane, segment_blocks_events
+    from .core.distributed.cluster import open_client, parse_scheduler
+    from .core.errors import CellseqError
+    from .core.events import Done, Started
+    from .core.io import refuse_existing
+    from .core.io.ome_zarr import is_ome_zarr
+    from .core.pipeline import load_model
+
+    how = "--blocks segments one frame in blocks into a zarr array"
+    images = list(args.image)
+    if len(images) > 1 or any(_GLOB_CHARS & set(i) for i in images):
+        raise CellseqError(f"{how}: give one --image (segment many movies without --blocks)")
+    if args.ctc:
+        raise CellseqError(f"{how}, --ctc writes a movie's mask files: drop --ctc (or --blocks)")
+    if args.rois:
+        raise CellseqError(f"{how}, --rois writes a movie's ROI set: drop --rois (or --blocks)")
+    if args.frames_per_task is not None or args.context is not None:
+        option = "--frames-per-task" if args.frames_per_task is not None else "--context"
+        raise CellseqError(f"{how}, {option} cuts a movie into ranges of frames: drop {option} (or --blocks)")
+    if args.output == "classes":
+        raise CellseqError(f"{how} of cell instances, not class maps: drop --output classes (or --blocks)")
+    overlap = DEFAULT_OVERLAP if args.overlap is None else args.overlap
+    if overlap > args.blocks:
+        raise CellseqError(f"--overlap {overlap} must be at most --blocks ({args.blocks}) pixels: larger blocks or "
+                           "a smaller overlap")
+    frame = None
+    if args.frames is not None:
+        try:
+            frame = int(args.frames)
+        except ValueError:
+            raise CellseqError(f"{how}: --frames picks the one frame of a movie, e.g. --frames 0, "
+                               f"not {args.frames!r}") from None
+    out = Path(args.out).expanduser()
+    if out.suffix.lower() != ".zarr":
+        raise CellseqError(f"{how}: --out {args.out} must be a .zarr folder to make, e.g. "
+                           f"{out.with_suffix('.zarr').name}")
+    if is_ome_zarr(out) or out.resolve() == Path(images[0]).expanduser().resolve():
+        raise CellseqError(f"--out {args.out} is an image; {how} of its own: give a new name, e.g. labels.zarr")
+    kind, _ = parse_scheduler(args.scheduler)
+    require("dask", "zarr", "dask_image", *(("distributed",) if kind != "none" else ()))
+    refuse_existing([out], args.overwrite, instead="another --out")
+    ckpt = load_model(args.model)
+    plane = open_plane(images[0], frame, args.channel)
+    bar = progress_factory("segment")
+    result = None
+    with open_client(args.scheduler) as client:
+        events = segment_blocks_events(plane, ckpt, out, client, block=args.blocks,
+                                       overlap=overlap,
+                                       device=args.device, tile=args.tile, overwrite=args.overwrite)
+        for event in events:
+            if isinstance(event, Started):
+                logger.info("segmenting a %d x %d frame in %d blocks on %s", *plane.shape, event.total,
+                            "this process" if client is None else f"dask scheduler {client.scheduler.address}")
+            elif isinstance(event, BlocksDone):
+                bar.update(event.done / max(event.total, 1), f"block {event.done}/{event.total}")
+            elif isinstance(event, BlocksStitched):
+                result = event.result
+            elif isinstance(event, Done):
+                bar.update(1.0, f"{event.iteration} blocks in {event.elapsed:.1f}s", force=True)
+                bar.close()
+    print(json.dumps({"out": str(out), "shape": [int(n) for n in plane.shape], "block": args.blocks,
+                      "blocks": result.blocks, "cells": result.cells, "joined_at_seams": result.joined,
+                      "seconds": round(result.seconds, 1)}))
     return 0
 
 

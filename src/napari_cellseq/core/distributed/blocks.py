@@ -32,6 +32,7 @@ import os
 import secrets
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,12 +41,14 @@ import numpy as np
 
 from ..checkpoint import Checkpoint
 from ..errors import InputError
+from ..events import Done, Event, Started
 from ..io import OutputExistsError
 from . import require
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BlockResult", "segment_blocks", "open_frame", "seam_faces_graph"]
+__all__ = ["BlockResult", "BlocksDone", "BlocksStitched", "segment_blocks", "segment_blocks_events", "open_frame",
+           "open_plane", "seam_faces_graph"]
 
 # Pixels whose percentiles normalise the frame (an even 2-D subsample of it).
 _SAMPLE_PIXELS = 4_000_000
@@ -62,10 +65,29 @@ class BlockResult:
     seconds: float
 
 
+@dataclass(frozen=True)
+class BlocksDone(Event):
+    """``done`` of ``total`` blocks are segmented (pass 1; the stitching pass follows)."""
+
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class BlocksStitched(Event):
+    """The labels are stitched and in place: ``result`` says where and how many cells."""
+
+    result: BlockResult
+
+
 def open_frame(image: Any, component: str | None = None) -> Any:
-    """A 2-D dask array ``(Y, X)`` of ``image``: numpy / dask / zarr array, or a path to a zarr
-    store (``component`` names an array inside a group) or an OME-Zarr image (its first
-    multiscale level). Leading axes of length 1 (OME ``t, c, z``) are dropped."""
+    """A 2-D dask array ``(Y, X)`` of ``image``: numpy / dask / zarr array (or any array-like
+    such as :class:`~napari_cellseq.core.io.TiffPlane`), or a path to a zarr store
+    (``component`` names an array inside a group), an OME-Zarr image (its first multiscale
+    level) or a 2-D TIFF. Leading axes of length 1 (OME ``t, c, z``) are dropped.
+
+    A :class:`numpy.memmap` is copied into memory by ``dask.array.from_array``: for a TIFF larger
+    than memory pass its path (or :func:`open_plane`'s view), which is read block by block."""
     require("dask", "zarr")
     import dask.array as da
 
@@ -73,8 +95,10 @@ def open_frame(image: Any, component: str | None = None) -> Any:
         import zarr
 
         path = Path(image).expanduser()
+        if path.is_file():  # a TIFF: read block by block from the file (TiffPlane)
+            return open_frame(open_plane(path))
         if not path.exists():
-            raise InputError(f"no zarr store at {path}: check the path")
+            raise InputError(f"no zarr store or TIFF at {path}: check the path")
         try:
             node = zarr.open(str(path), mode="r")
         except Exception as err:  # noqa: BLE001 - many zarr errors for a non-zarr folder
@@ -101,6 +125,81 @@ def open_frame(image: Any, component: str | None = None) -> Any:
     if array.dtype.kind not in "uif":
         raise InputError(f"the frame has dtype {array.dtype}: pass grey values (integers or floats)")
     return array
+
+
+def open_plane(path: str | os.PathLike, frame: int | None = None, channel: int | None = None) -> Any:
+    """One 2-D frame ``(Y, X)`` of the image at ``path``, not read yet: what ``segment --blocks``
+    hands to :func:`segment_blocks`.
+
+    ``path`` is a TIFF (a :class:`~napari_cellseq.core.io.TiffPlane`, read block by block,
+    memory-mapped where tifffile can), an OME-Zarr image (level 0 as ``segment`` reads it, a
+    dask array; ``channel`` on its ``c`` axis), a plain zarr array ``(Y, X)`` / ``(T, Y, X)`` (a
+    dask array over it) or a Cell Tracking Challenge sequence folder (that frame's file, read
+    whole). ``frame`` picks one frame of a movie ``(T, Y, X)``: needed when ``T > 1``;
+    ``channel`` one channel of a multichannel image, as for ``segment``.
+
+    Raises :class:`InputError` for a movie without ``frame``, a frame out of range, or an image
+    that is not grey values of one 2-D frame (after ``channel``).
+    """
+    from ..io import TiffPlane, check_image_layout, open_image, select_channel
+    from ..io.ome_zarr import is_ome_zarr, open_ome_zarr
+    from ..io.sources import open_movie
+
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise InputError(f"{p} does not exist: check the path of the image")
+    if p.is_dir() and not is_ome_zarr(p) and _is_zarr(p):  # a plain zarr array
+        require("dask", "zarr")
+        import dask.array as da
+        import zarr
+
+        node = zarr.open(str(p), mode="r")
+        if not hasattr(node, "shape"):
+            raise InputError(f"{p} is a zarr group, not an array nor an OME-Zarr image: give the array's folder, "
+                             f"e.g. {p / next(iter(node.array_keys()), 'NAME')}")
+        movie = select_channel(da.from_zarr(node), channel)
+    elif is_ome_zarr(p):
+        movie = open_ome_zarr(p, channel)
+    elif p.is_dir():  # a CTC sequence: one file per frame, that frame's file read whole
+        with open_movie(p, channel) as ctc:
+            shape = tuple(int(n) for n in ctc.shape)
+            check_image_layout(shape, ctc.dtype)
+            t = _pick_frame(p, shape, frame)
+            return np.asarray(ctc if t is None else ctc[t])
+    else:  # a TIFF: probe its shape, then a view that reads block by block
+        with open_image(p) as raw:
+            probe = select_channel(raw, channel)
+            shape, dtype = tuple(int(n) for n in probe.shape), probe.dtype
+        check_image_layout(shape, dtype)
+        return TiffPlane(p, _pick_frame(p, shape, frame), channel)
+    shape = tuple(int(n) for n in movie.shape)
+    check_image_layout(shape, movie.dtype)
+    t = _pick_frame(p, shape, frame)
+    return movie if t is None else movie[t]
+
+
+def _is_zarr(folder: Path) -> bool:
+    return any((folder / name).exists() for name in ("zarr.json", ".zarray", ".zgroup"))
+
+
+def _pick_frame(path: Path, shape: tuple[int, ...], frame: int | None) -> int | None:
+    """The frame index into ``shape`` (None for a 2-D image), or one clear error."""
+    if len(shape) == 2:
+        if frame not in (None, 0):
+            raise InputError(f"{path} is one 2-D frame {shape}: there is no frame {frame}")
+        return None
+    if len(shape) != 3:
+        raise InputError(f"{path} has shape {shape}: block-wise segmentation takes one 2-D frame (Y, X) or a "
+                         "frame of a (T, Y, X) movie")
+    n = shape[0]
+    if frame is None:
+        if n == 1:
+            return 0
+        raise InputError(f"{path} is a movie of {n} frames, but block-wise segmentation takes one 2-D frame: "
+                         f"pick one with --frames N (frame=N in Python), e.g. --frames 0 (frames 0..{n - 1})")
+    if not 0 <= int(frame) < n:
+        raise InputError(f"{path} has frames 0..{n - 1}, not {frame}")
+    return int(frame)
 
 
 def _value_range(frame: Any, percentiles: tuple[float, float]) -> tuple[float, float]:
@@ -222,7 +321,7 @@ def _replace_folder(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def segment_blocks(
+def segment_blocks_events(
     image: Any,
     model: Checkpoint | str | os.PathLike,
     out: str | os.PathLike,
@@ -236,26 +335,36 @@ def segment_blocks(
     value_range: tuple[float, float] | None = None,
     overwrite: bool = False,
     torch_threads: int | None = None,
-) -> BlockResult:
-    """Instance labels of a 2-D frame, segmented block by block and stitched, written to zarr.
+    stop: Callable[[], bool] | None = None,
+) -> Iterator[Event]:
+    """Instance labels of a 2-D frame, segmented block by block and stitched, written to zarr,
+    as a generator of events (the CLI's progress bar; :func:`segment_blocks` drains it).
 
     Parameters
     ----------
-    image : ``(Y, X)`` grey values: numpy / dask / zarr array, or a path to a zarr store or an
-        OME-Zarr image (see :func:`open_frame`).
+    image : ``(Y, X)`` grey values: numpy / dask / zarr array, a
+        :class:`~napari_cellseq.core.io.TiffPlane`, or a path to a zarr store, an OME-Zarr image
+        or a 2-D TIFF (see :func:`open_frame`; :func:`open_plane` picks a frame of a movie).
     model : a model file or checkpoint.
     out : the zarr store to write (a folder, e.g. ``labels.zarr``): ``(Y, X) uint32`` instance
         ids ``1..n`` unique over the frame, 0 background, chunks ``block x block``.
     client : a ``distributed.Client`` (blocks run on its workers, which must see ``out``'s
-        folder and a zarr input), or None: the blocks run here, one after another.
+        folder and a file input), or None: the blocks run here, one after another.
     block : core side of a block in pixels; overlap : pixels each block sees beyond its core
         (wider than a cell, so that every cell of the core is seen whole).
     device, tile : as ``segment``; value_range : normalisation (default: the model's
         percentiles of the frame, on an even subsample).
     overwrite : replace ``out``; otherwise an existing ``out`` is refused before any work.
+    stop : checked after each block; True cancels the rest (``Done`` reason ``stopped``,
+        nothing written).
 
-    Returns a :class:`BlockResult`. Raises :class:`InputError` for a frame that is not 2-D,
-    constant or has NaN, a bad ``block`` / ``overlap``, or an existing ``out``.
+    Yields ``Started`` (total = blocks), :class:`BlocksDone` after each block, then
+    :class:`BlocksStitched` and ``Done`` (``iteration`` = blocks). Nothing is in ``out`` until
+    the stitched labels are complete: they are written to a hidden folder beside it and
+    renamed into place (removed on error or stop).
+
+    Raises :class:`InputError` before any work for a frame that is not 2-D, constant or has
+    NaN, a bad ``block`` / ``overlap``, or an existing ``out``.
     """
     require("dask", "zarr", "dask_image")
     import dask
@@ -280,15 +389,18 @@ def segment_blocks(
     h, w = (int(v) for v in frame.shape)
     if value_range is None:
         value_range = _value_range(frame, ckpt.data_config.percentiles)
+    ys, xs = _windows(h, block), _windows(w, block)
+    n_blocks = len(ys) * len(xs)
+    yield Started(total=n_blocks, max_time=None, device=device if client is None else "dask")
     out.parent.mkdir(parents=True, exist_ok=True)
     work = out.parent / f".tmp-{os.getpid()}-{secrets.token_hex(4)}-{out.name}"
     local_store, final_store = str(work / "local"), str(work / "labels")
+    futures: list = []
     try:
         zarr.open_array(local_store, mode="w", shape=(h, w), chunks=(block, block), dtype=np.uint32,
                         fill_value=0)
         options = {"device": device, "tile": tile, "torch_threads": torch_threads}
         model_ref = client.scatter(ckpt, broadcast=True, hash=False) if client is not None else ckpt
-        ys, xs = _windows(h, block), _windows(w, block)
         tasks = {}
         label_block = dask.delayed(_label_block, pure=False)
         for i, (y0, y1) in enumerate(ys):
@@ -298,11 +410,26 @@ def segment_blocks(
                 tasks[(i, j)] = label_block(frame[ey0:ey1, ex0:ex1], model_ref, value_range, core, local_store,
                                             (y0, y1, x0, x1), options)
         keys = list(tasks)
-        if client is not None:
-            results = client.compute([tasks[k] for k in keys], sync=True)
+        faces: dict = {}
+        if client is None:
+            for done, key in enumerate(keys, 1):
+                (faces[key],) = dask.compute(tasks[key], scheduler="synchronous")
+                yield BlocksDone(done, n_blocks)
+                if stop is not None and stop():
+                    break
         else:
-            results = dask.compute(*[tasks[k] for k in keys], scheduler="synchronous")
-        faces = dict(zip(keys, results))
+            from distributed import as_completed
+
+            futures = client.compute([tasks[k] for k in keys])
+            key_of = dict(zip(futures, keys))
+            for done, fut in enumerate(as_completed(futures), 1):
+                faces[key_of[fut]] = fut.result()  # a failed block raises its error here
+                yield BlocksDone(done, n_blocks)
+                if stop is not None and stop():
+                    break
+        if len(faces) < n_blocks:  # stopped
+            yield Done(reason="stopped", iteration=len(faces), elapsed=time.perf_counter() - t0)
+            return
         counts = np.array([[faces[(i, j)].n for j in range(len(xs))] for i in range(len(ys))], dtype=np.int64)
         offsets = (np.cumsum(counts.ravel()) - counts.ravel()).reshape(counts.shape)
         total = int(counts.sum())
@@ -321,9 +448,30 @@ def segment_blocks(
         shutil.rmtree(local_store, ignore_errors=True)
         _replace_folder(Path(final_store), out)
     finally:
+        if futures:
+            client.cancel(futures)  # a failed or stopped run: the blocks not finished yet
         shutil.rmtree(work, ignore_errors=True)
     seconds = time.perf_counter() - t0
-    result = BlockResult(str(out), int(n_comp - 1), len(keys), total - int(n_comp - 1), seconds)
-    logger.info("%d x %d frame in %d blocks: %d cells (%d joined at seams), %.1f s -> %s", h, w, len(keys),
+    result = BlockResult(str(out), int(n_comp - 1), n_blocks, total - int(n_comp - 1), seconds)
+    logger.info("%d x %d frame in %d blocks: %d cells (%d joined at seams), %.1f s -> %s", h, w, n_blocks,
                 result.cells, result.joined, seconds, out)
+    yield BlocksStitched(result)
+    yield Done(reason="finished", iteration=n_blocks, elapsed=seconds)
+
+
+def segment_blocks(image: Any, model: Checkpoint | str | os.PathLike, out: str | os.PathLike, client: Any = None,
+                   on_event: Callable[[Event], None] | None = None, **kwargs) -> BlockResult | None:
+    """Instance labels of a 2-D frame, segmented block by block and stitched, written to zarr
+    (see :func:`segment_blocks_events` for the arguments, e.g. ``block=2048, overlap=64``).
+
+    Returns a :class:`BlockResult` (None when ``stop`` cancelled the run). Raises
+    :class:`InputError` for a frame that is not 2-D, constant or has NaN, a bad ``block`` /
+    ``overlap``, or an existing ``out``.
+    """
+    result = None
+    for event in segment_blocks_events(image, model, out, client, **kwargs):
+        if on_event is not None:
+            on_event(event)
+        if isinstance(event, BlocksStitched):
+            result = event.result
     return result

@@ -38,7 +38,7 @@ from .ome_zarr import (OmeZarrImage, OmeZarrLabelsWriter, is_ome_zarr, ome_zarr_
 from .sources import open_movie, read_movie, read_training_labels
 from .frames import parse_frames
 from .reading import open_image, read_image, read_labels
-from .views import ChannelView, LazyArray, TiffFrames
+from .views import ChannelView, LazyArray, TiffFrames, TiffPlane
 from .writers import LabelStackWriter, label_dtype, label_stack_writer, write_tiff_atomic
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "open_image",
     "LazyArray",
     "TiffFrames",
+    "TiffPlane",
     "ChannelView",
     "atomic_path",
     "atomic_write_bytes",

@@ -10,6 +10,9 @@ region (:meth:`LazyArray._read`).
   memory-mapped (compressed, or pages scattered in the file).
 - :class:`ChannelView`: one channel of such a view, ``(T, C, Y, X)`` -> ``(T, Y, X)``, still
   read only when indexed (see :func:`~napari_cellseq.core.io.checks.select_channel`).
+- :class:`TiffPlane`: one 2-D frame of a TIFF file named by its path, each region read from the
+  file opened anew: it pickles as its path, so dask workers read their own blocks of a frame
+  larger than memory (:mod:`napari_cellseq.core.distributed.blocks`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import tifffile
 
 from .tiff_file import first_series, tiff_error
 
-__all__ = ["LazyArray", "TiffFrames", "ChannelView"]
+__all__ = ["LazyArray", "TiffFrames", "ChannelView", "TiffPlane"]
 
 class LazyArray:
     """Base of array-likes read on indexing; subclasses set ``shape`` / ``dtype`` and ``_read``."""
@@ -124,3 +127,71 @@ class ChannelView(LazyArray):
 
     def _read(self, key: tuple) -> np.ndarray:
         return self.source[key[: self.axis] + (self.channel,) + key[self.axis:]]
+
+
+class TiffPlane(LazyArray):
+    """Frame ``frame`` (None: the image itself, 2-D) of channel ``channel`` of the TIFF at
+    ``path``, a ``(Y, X)`` array read region by region.
+
+    Each read opens the file with :func:`~napari_cellseq.core.io.reading.open_image` (memory-
+    mapped when tifffile can, else page by page) and copies only the region asked for (a whole
+    page for compressed files). Holding no open file, it pickles as ``(path, frame, channel)``:
+    a dask array over it (``dask.array.from_array``) sends each worker the path, not the pixels,
+    and never copies the frame into memory, as it does for a :class:`numpy.memmap`.
+
+    ``shape`` and ``dtype`` are probed once here; a file that is not a 2-D image (or a movie
+    with ``frame``) after ``channel`` raises :class:`~napari_cellseq.core.errors.InputError`.
+    """
+
+    def __init__(self, path: str | Path, frame: int | None = None, channel: int | None = None):
+        self.path, self.frame, self.channel = Path(path), frame, channel
+        with self._open() as plane:
+            self.shape = tuple(int(n) for n in plane.shape)
+            self.dtype = np.dtype(plane.dtype)
+
+    def _open(self):
+        from contextlib import contextmanager
+
+        from ..errors import InputError
+        from .checks import select_channel
+        from .reading import open_image
+
+        @contextmanager
+        def plane():
+            with open_image(self.path) as raw:
+                movie = select_channel(raw, self.channel)
+                if self.frame is None:
+                    if movie.ndim != 2:
+                        raise InputError(f"{self.path} has shape {tuple(movie.shape)}, not one 2-D frame: pick a frame")
+                    yield movie
+                elif movie.ndim != 3 or not 0 <= self.frame < movie.shape[0]:
+                    raise InputError(f"{self.path} has shape {tuple(movie.shape)}: no frame {self.frame} "
+                                     f"(frames 0..{movie.shape[0] - 1})" if movie.ndim == 3 else
+                                     f"{self.path} has shape {tuple(movie.shape)}, not a (T, Y, X) movie")
+                else:
+                    yield _Indexed(movie, self.frame)
+
+        return plane()
+
+    def _read(self, key: tuple) -> np.ndarray:
+        with self._open() as plane:
+            return np.array(plane[key])
+
+    def __dask_tokenize__(self):
+        stat = self.path.stat()
+        return (type(self).__name__, str(self.path.resolve()), stat.st_size, stat.st_mtime_ns, self.frame, self.channel)
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.frame, self.channel))
+
+
+class _Indexed:
+    """``movie[frame]`` without reading it: indexing reads ``movie[frame, key]`` only."""
+
+    def __init__(self, movie: Any, frame: int):
+        self.movie, self.frame = movie, frame
+        self.shape = tuple(movie.shape[1:])
+        self.dtype = movie.dtype
+
+    def __getitem__(self, key: tuple) -> np.ndarray:
+        return self.movie[(self.frame, *key)]
