@@ -19,7 +19,7 @@ from napari_cellseq.core.pipeline import segment  # noqa: E402
 from napari_cellseq.core.synthetic import synthetic_timelapse  # noqa: E402
 from napari_cellseq.core.training import fit  # noqa: E402
 
-SIDE, BLOCK = 1024, 256  # 16 blocks, 3 seams each way (benchmarks/distributed.py runs 4096 x 4096)
+SIDE, BLOCK = 1024, 256  # 16 blocks, 3 seams each way (benchmarks/beyond_one_machine.py runs 4096 x 4096)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ output file (atomically) and removes them. Frame models give exactly the labels 
 movie run (normalisation always uses the whole movie's percentiles). A temporal model (U-LSTM)
 starts each range ``context`` frames early, so that its memory is primed on the frames before
 the range like in the whole-movie run (those frames' outputs are dropped); its labels then
-differ slightly from the whole-movie run's (measured: ``benchmarks/distributed.py``, README).
+differ slightly from the whole-movie run's (measured: ``benchmarks/beyond_one_machine.py``, README).
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """Beyond one machine, measured in one run on this machine (README, "Beyond one machine").
 
+(Not named ``distributed.py``: run as a script, its folder comes first on ``sys.path`` and such
+a file would shadow the ``distributed`` package, which broke every cluster part.)
+
 1. Training on several processes: the same U-Net on HeLa (painted frames 0-4, scored on
    10-19) for the same time budget, as one process with 2 torch threads and as
    ``torchrun --nproc_per_node=2`` with 1 thread each (DDP, gloo); steps/s, crops/s and SEG.
@@ -20,9 +23,9 @@ parts it finished; a part that fails is recorded with its error and the others s
 Full size takes about 12 minutes on a quiet 2-core machine; ``--quick`` is a smoke run (2 short
 movies, a 1024\ ² mosaic, 20 s budgets) of 3-5 minutes.
 
-    python benchmarks/distributed.py --data /work/data_cache --json out/distributed.json
-    python benchmarks/distributed.py --data /work/data_cache --quick --json /tmp/distributed-quick.json
-    python benchmarks/distributed.py --skip ddp,movies --model unet.pt   # ranges and blocks only
+    python benchmarks/beyond_one_machine.py --data /work/data_cache --json out/beyond_one_machine.json
+    python benchmarks/beyond_one_machine.py --data /work/data_cache --quick --json /tmp/beyond-quick.json
+    python benchmarks/beyond_one_machine.py --skip ddp,movies --model unet.pt   # ranges and blocks only
 """
 
 from __future__ import annotations
@@ -140,13 +143,14 @@ def ulstm_ranges(work: Path, image_path: Path, gt_path: Path, gt, seconds: float
     model = work / "ulstm.pt"
     row = train(model, image_path, gt_path, seconds, "ulstm", 1, 2)
     movie = tifffile.imread(image_path)[:frames]
-    scored = [t for t in SCORED if t < len(movie)]
+    scored = [t for t in SCORED if t < len(movie)] or list(range(5, len(movie)))  # not trained on 0-4
     source = work / "ranges-movie" / image_path.name
     source.parent.mkdir()
     tifffile.imwrite(source, movie)
     torch.set_num_threads(2)
     whole = segment(movie, model, device="cpu")
-    out = {"train": row, "frames": len(movie), "frames_per_task": 5,
+    out = {"train": row, "frames": len(movie), "frames_per_task": 5, "scored_frames": f"{scored[0]}-{scored[-1]}"
+           if scored else None,
            "whole_seg_vs_gt": round(evaluate(gt, whole, frames=scored)["seg"], 4) if scored else None}
     for context in (0, 2, 5):
         target = work / f"ranges-{context}"
