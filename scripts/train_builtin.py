@@ -53,8 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", choices=["unet", "ulstm"], required=True)
     p.add_argument("--iterations", type=int, required=True, help="optimiser steps (fixed: reproducible)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--movies", type=int, default=None, help="training movies (default: unet 96, ulstm 48)")
-    p.add_argument("--frames", type=int, default=None, help="frames per movie (default: unet 8, ulstm 20)")
+    p.add_argument("--movies", type=int, default=None, help="training movies (default: unet 64, ulstm 32)")
+    p.add_argument("--frames", type=int, default=None, help="frames per movie (default: unet 4, ulstm 12)")
     p.add_argument("--side", type=int, default=256, help="frame side of the training movies (px)")
     p.add_argument("--heldout", type=int, default=2, help="held-out movies per style family")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
@@ -121,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     temporal = model_info(args.model).temporal
-    n_movies = args.movies or (48 if temporal else 96)
-    n_frames = args.frames or (20 if temporal else 8)
+    n_movies = args.movies or (32 if temporal else 64)
+    n_frames = args.frames or (12 if temporal else 4)
     out = args.out or WEIGHTS / f"{args.model}.pt"
     cores = os.cpu_count()
     print(f"{args.model}: {args.iterations} steps, seed {args.seed}, {n_movies} movies x {n_frames} frames "

@@ -57,12 +57,12 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "bright-field rods": ("rods", "dark"),
 }
 FAMILY_WEIGHTS: dict[str, float] = {
-    "fluorescent nuclei": 0.40,
-    "bright-field cells": 0.12,
-    "phase-contrast cells": 0.12,
-    "fluorescent rods": 0.12,
+    "fluorescent nuclei": 0.50,
+    "bright-field cells": 0.08,
+    "phase-contrast cells": 0.10,
+    "fluorescent rods": 0.10,
     "phase-contrast rods": 0.14,
-    "bright-field rods": 0.10,
+    "bright-field rods": 0.08,
 }
 _CELLS = ("nuclei", "rods")
 _CONTRASTS = ("bright", "dark", "halo")
