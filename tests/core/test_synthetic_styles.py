@@ -142,10 +142,17 @@ def test_dim_cells_uneven_illumination_and_noise_levels():
     image, labels, _ = render(replace(base, dim=0.5), 1)
     means = ndi.mean(image[0], labels[0], np.unique(labels[0])[1:])
     assert means.min() < 0.5 * means.max()  # dim cells among bright ones
-    flat, _, _ = render(base, 1)
-    uneven, _, _ = render(replace(base, illumination=0.5), 1)
-    bg_flat, bg_uneven = flat[0][labels[0] == 0], uneven[0][labels[0] == 0]
-    assert bg_flat.std() < 1.0 and bg_uneven.std() > 10.0
+    # uneven illumination: in transmitted light it changes the background, in fluorescence the
+    # cells (the camera offset stays)
+    dark = replace(base, contrast="dark", background=1000.0, signal=-400.0)
+    flat, _, _ = render(dark, 1)
+    uneven, _, _ = render(replace(dark, illumination=0.5), 1)
+    assert flat[0][labels[0] == 0].std() < 1.0 and uneven[0][labels[0] == 0].std() > 50.0
+    even, _, _ = render(base, 1)
+    lit, _, _ = render(replace(base, illumination=0.5), 1)
+    cells = np.unique(labels[0])[1:]
+    assert np.ptp(ndi.mean(lit[0], labels[0], cells)) > 2 * np.ptp(ndi.mean(even[0], labels[0], cells)) + 50
+    assert lit[0][labels[0] == 0].std() < 10.0
     noisy, _, _ = render(replace(base, noise=50.0), 1)
     assert noisy[0][labels[0] == 0].astype(float).std() > 30.0
 
@@ -169,3 +176,10 @@ def test_bad_styles_are_clear_errors():
         render(Style(contrast="dark", signal=100.0))
     with pytest.raises(InputError, match="32x32"):
         render(Style(shape=(16, 64)))
+
+
+@pytest.mark.parametrize("field, value", [("size", (0.5, 3.0)), ("noise", -1.0), ("blur", float("nan")),
+                                          ("illumination", 1.5)])
+def test_bad_numbers_are_clear_errors(field, value):
+    with pytest.raises(InputError, match=f"style.{field}"):
+        render(replace(Style(), **{field: value}))

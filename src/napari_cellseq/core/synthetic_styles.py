@@ -65,6 +65,10 @@ FAMILY_WEIGHTS: dict[str, float] = {
     "bright-field rods": 0.08,
 }
 _CELLS = ("nuclei", "rods")
+# Share of a fluorescence background that is light (autofluorescence, out-of-focus glow), which
+# uneven illumination scales; the rest is the camera's offset.
+_LIT_BACKGROUND = 0.1
+_LIT_SIGNAL = 0.25  # ... and at most this share of the cells' signal
 _CONTRASTS = ("bright", "dark", "halo")
 
 
@@ -87,7 +91,8 @@ class Style:
     texture : relative amplitude of the internal grain; grain : its size (px).
     halo : brightness of the phase-contrast halo relative to the cell contrast.
     illumination : amplitude of the smooth uneven illumination (0: flat); its scale is the
-        field size.
+        field size. In fluorescence it scales the cells and a little of the background
+        (a tenth, at most a quarter of the cell signal; the rest is the camera's offset); in transmitted light (dark, halo) everything.
     blur : Gaussian PSF sigma (px).
     bit_depth : 8 or 16; background, signal : background level and cell contrast in counts
         (``signal < 0`` for dark cells); noise : read-noise sigma in counts; gain : counts per
@@ -235,6 +240,16 @@ def _check(style: Style) -> None:
                          f"(contrast {style.contrast!r}, signal {style.signal})")
     if style.cells == "rods" and style.elongation[0] < 3.5:
         raise InputError(f"rods need elongation >= 3.5, got {style.elongation}")
+    if not 1.0 <= style.size[0] <= style.size[1]:
+        raise InputError(f"style.size must be (low, high) with 1 <= low <= high px, got {style.size}")
+    for name in ("density", "deform", "gap", "spread", "dim", "dome", "texture", "halo", "illumination",
+                 "blur", "background", "noise", "gain", "bleaching", "speed"):
+        value = getattr(style, name)
+        if not (math.isfinite(value) and value >= 0):
+            raise InputError(f"style.{name} must be a finite number >= 0, got {value!r}")
+    if style.illumination >= 1 or style.dim > 1 or style.dome > 1:
+        raise InputError("style.illumination must be < 1 and style.dim, style.dome at most 1 "
+                         f"(got {style.illumination}, {style.dim}, {style.dome})")
 
 
 def render(style: Style, seed: int | None = 0) -> StyledMovie:
@@ -382,8 +397,7 @@ def _rod_labels(style: Style, rng: np.random.Generator) -> np.ndarray:
 
 def _capsule(rod: _Rod, shape: tuple[int, int], pad: float = 1.0):
     """``(mask, window)``: the rod's capsule (distance to its axis segment <= width/2) in its
-    bounding window of the frame, or ``(None, None)`` when outside; also returns the
-    normalised distance via :func:`_capsule_distance`."""
+    bounding window of the frame, or ``(None, None)`` when the window is outside the frame."""
     q, window = _capsule_distance(rod, shape, pad)
     if q is None:
         return None, None
@@ -500,7 +514,13 @@ def _form_image(labels: np.ndarray, style: Style, rng: np.random.Generator) -> n
         if style.blur > 0:
             obj = ndi.gaussian_filter(obj, style.blur)
         signal = style.signal * math.exp(-style.bleaching * t)
-        expected = illum * (style.background + signal * obj)
+        if style.contrast == "bright":
+            # Fluorescence: most of the background is the camera's offset, which the uneven
+            # excitation does not change; it scales the cells and a little autofluorescence.
+            lit = min(_LIT_BACKGROUND * style.background, _LIT_SIGNAL * style.signal)
+            expected = (style.background - lit) + illum * (lit + signal * obj)
+        else:  # transmitted light: the illumination scales everything
+            expected = illum * (style.background + signal * obj)
         np.clip(expected, 0.0, None, out=expected)
         counts = expected
         if style.gain > 0:
