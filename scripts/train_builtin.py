@@ -10,7 +10,7 @@ steps (the network's default config, target ``3class``); the post-processing thr
 chosen on *held-out* synthetic movies of every style family (other seeds), and the file, with a
 record of what made it, is written atomically::
 
-    nice -n 5 python scripts/train_builtin.py --model unet --iterations 3000 --threads 2
+    PYTHONPATH=src nice -n 5 python scripts/train_builtin.py --model unet --iterations 700 --overwrite
 
 Same seed and arguments give the same file on the same machine (fixed steps, seeded data,
 augmentation and initialisation). It prints the wall time, the cores and threads used and the
@@ -59,6 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--heldout", type=int, default=2, help="held-out movies per style family")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--out", type=Path, default=None, help="model file (default: builtin_weights/MODEL.pt)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model file")
     p.add_argument("--log-every", type=int, default=50)
     return p.parse_args(argv)
 
@@ -124,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     n_movies = args.movies or (32 if temporal else 64)
     n_frames = args.frames or (12 if temporal else 4)
     out = args.out or WEIGHTS / f"{args.model}.pt"
+    if out.exists() and not args.overwrite:
+        print(f"error: {out} exists: pass --overwrite to replace it, or --out another file", file=sys.stderr)
+        return 2
     cores = os.cpu_count()
     print(f"{args.model}: {args.iterations} steps, seed {args.seed}, {n_movies} movies x {n_frames} frames "
           f"of {args.side}x{args.side}; {args.threads} torch threads on a {cores}-core machine", flush=True)
@@ -136,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
 
     origin = {
         "script": "scripts/train_builtin.py",
-        "command": " ".join(["scripts/train_builtin.py", *(sys.argv[1:] if argv is None else argv)]),
+        "command": " ".join(["scripts/train_builtin.py",
+                             *[a for a in (sys.argv[1:] if argv is None else argv) if a != "--overwrite"]]),
         "seed": args.seed,
         "steps": args.iterations,
         "data": "synthetic only (napari_cellseq.core.synthetic_styles.random_movie)",
