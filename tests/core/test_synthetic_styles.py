@@ -72,11 +72,13 @@ def test_every_family_has_exact_labels_and_its_contrast(movies, family):
         assert inside < outside
 
 
-def test_rods_are_long(movies):
+def test_rods_are_long():
+    rng = np.random.default_rng(0)
     for family in ("fluorescent rods", "phase-contrast rods", "bright-field rods"):
-        labels = movies[family].labels[0]
+        style = replace(random_style(rng, 2, (160, 160), family), size=(3.0, 5.0))
+        labels = render(style, 1).labels[0]
         whole = [r for r in regionprops(labels)
-                 if r.bbox[0] > 0 and r.bbox[1] > 0 and r.bbox[2] < SHAPE[0] and r.bbox[3] < SHAPE[1]]
+                 if r.bbox[0] > 0 and r.bbox[1] > 0 and r.bbox[2] < 160 and r.bbox[3] < 160]
         assert len(whole) >= 3, family
         for r in whole:  # rods not cut by the frame edge
             assert r.axis_major_length >= 3 * r.axis_minor_length, (family, r.label)
@@ -142,6 +144,9 @@ def test_dim_cells_uneven_illumination_and_noise_levels():
     image, labels, _ = render(replace(base, dim=0.5), 1)
     means = ndi.mean(image[0], labels[0], np.unique(labels[0])[1:])
     assert means.min() < 0.5 * means.max()  # dim cells among bright ones
+    glow, _, _ = render(replace(base, glowing=0.3), 1)
+    glowing = ndi.mean(glow[0], labels[0], np.unique(labels[0])[1:])
+    assert glowing.max() > 1.8 * np.median(glowing)  # a few cells far brighter than most
     # uneven illumination: in transmitted light it changes the background, in fluorescence the
     # cells (the camera offset stays)
     dark = replace(base, contrast="dark", background=1000.0, signal=-400.0)

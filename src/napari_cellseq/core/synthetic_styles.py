@@ -86,7 +86,9 @@ class Style:
     elongation : rods only: capsule length / width range ``(low, high)`` (low >= 3.5).
     gap : rods only: largest gap between neighbouring rods in px (0: always touching).
     spread : standard deviation of the log per-cell brightness; dim : share of dim cells
-        (brightness x 0.2-0.45).
+        (brightness x 0.2-0.45); glowing : share of very bright cells (x 2-4, like mitotic
+        nuclei with condensed chromatin: they set the top percentile that normalisation maps
+        to 1, so the other cells look dim to the network, as in real movies).
     dome : how much dimmer a cell is at its edge than at its centre (0-1).
     texture : relative amplitude of the internal grain; grain : its size (px).
     halo : brightness of the phase-contrast halo relative to the cell contrast.
@@ -113,6 +115,7 @@ class Style:
     gap: float = 1.0
     spread: float = 0.25
     dim: float = 0.0
+    glowing: float = 0.0
     dome: float = 0.3
     texture: float = 0.15
     grain: float = 1.5
@@ -216,6 +219,7 @@ def random_style(
         density=density, deform=deform, elongation=(float(elongation[0]), float(elongation[1])),
         gap=gap, spread=float(rng.uniform(0.05, 0.45)),
         dim=float(rng.uniform(0.05, 0.3)) if rng.random() < 0.4 else 0.0,
+        glowing=float(rng.uniform(0.01, 0.08)) if contrast == "bright" and rng.random() < 0.6 else 0.0,
         dome=float(rng.uniform(0.0, 0.6)), texture=float(rng.uniform(0.0, 0.4)),
         grain=float(rng.uniform(0.8, 3.0)), halo=halo,
         illumination=float(rng.uniform(0.05, 0.5)) if rng.random() < 0.6 else 0.0,
@@ -242,14 +246,14 @@ def _check(style: Style) -> None:
         raise InputError(f"rods need elongation >= 3.5, got {style.elongation}")
     if not 1.0 <= style.size[0] <= style.size[1]:
         raise InputError(f"style.size must be (low, high) with 1 <= low <= high px, got {style.size}")
-    for name in ("density", "deform", "gap", "spread", "dim", "dome", "texture", "halo", "illumination",
+    for name in ("density", "deform", "gap", "spread", "dim", "glowing", "dome", "texture", "halo", "illumination",
                  "blur", "background", "noise", "gain", "bleaching", "speed"):
         value = getattr(style, name)
         if not (math.isfinite(value) and value >= 0):
             raise InputError(f"style.{name} must be a finite number >= 0, got {value!r}")
-    if style.illumination >= 1 or style.dim > 1 or style.dome > 1:
-        raise InputError("style.illumination must be < 1 and style.dim, style.dome at most 1 "
-                         f"(got {style.illumination}, {style.dim}, {style.dome})")
+    if style.illumination >= 1 or max(style.dim, style.glowing, style.dome) > 1:
+        raise InputError("style.illumination must be < 1 and style.dim, style.glowing, style.dome at "
+                         f"most 1 (got {style.illumination}, {style.dim}, {style.glowing}, {style.dome})")
 
 
 def render(style: Style, seed: int | None = 0) -> StyledMovie:
@@ -477,6 +481,9 @@ def _form_image(labels: np.ndarray, style: Style, rng: np.random.Generator) -> n
     if style.dim > 0:
         dim = rng.random(top + 1) < style.dim
         bright[dim] *= rng.uniform(0.2, 0.45, int(dim.sum())).astype(np.float32)
+    if style.glowing > 0:
+        glow = rng.random(top + 1) < style.glowing
+        bright[glow] *= rng.uniform(2.0, 4.0, int(glow.sum())).astype(np.float32)
     bright[0] = 0.0
     grain = rng.standard_normal((ny, nx)).astype(np.float32)
     grain = ndi.gaussian_filter(grain, style.grain)
