@@ -6,7 +6,10 @@ where is ...                  module
 a TIFF read                   :mod:`.reading` (:func:`read_image`, :func:`read_labels`,
                               :func:`open_image` for movies larger than memory)
 a file refused before reading :mod:`.tiff_file` (missing, folder, not a TIFF, damaged, codec)
-a lazy (on-disk) array        :mod:`.views` (:class:`TiffFrames`, one channel of it)
+a lazy (on-disk) array        :mod:`.views` (:class:`TiffFrames`, one channel of it, the
+                              painted frames of a label stack, :func:`is_lazy`)
+a lazy movie checked          :mod:`.checked` (:class:`ImageFrames`, :class:`LabelFrames`:
+frame by frame                training on movies larger than memory)
 a file written safely         :mod:`.atomic` (:func:`atomic_path`, :class:`OutputExistsError`,
                               the one "already exists; pass --overwrite" message)
 a TIFF written                :mod:`.writers` (:func:`write_tiff_atomic`, label stacks frame by
@@ -38,7 +41,8 @@ from .ome_zarr import (OmeZarrImage, OmeZarrLabelsWriter, is_ome_zarr, ome_zarr_
 from .sources import open_movie, read_movie, read_training_labels
 from .frames import parse_frames
 from .reading import open_image, read_image, read_labels
-from .views import ChannelView, LazyArray, TiffFrames
+from .views import ChannelView, LazyArray, PaintedFrames, TiffFrames, is_lazy
+from .checked import ImageFrames, LabelFrames
 from .writers import LabelStackWriter, label_dtype, label_stack_writer, write_tiff_atomic
 
 __all__ = [
@@ -52,6 +56,10 @@ __all__ = [
     "LazyArray",
     "TiffFrames",
     "ChannelView",
+    "PaintedFrames",
+    "is_lazy",
+    "ImageFrames",
+    "LabelFrames",
     "atomic_path",
     "atomic_write_bytes",
     "label_dtype",

@@ -172,8 +172,11 @@ def run(plan: TrainPlan, out_path: str | os.PathLike,
         device = ddp.device
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed if ddp is None else ddp.seed(config.seed))
+    # only the frames learnt from (and, for sequences, the frames they reach) are read and kept
+    context = CHUNKS_PER_SEQUENCE * config.unroll if plan.temporal else 0
     data = TrainingSet(plan.image, plan.labels, plan.data_config, list(plan.frames), plan.partial_frames,
-                       plan.background_label, weighting=plan.weighting, edge_weight=config.edge_weight)
+                       plan.background_label, weighting=plan.weighting, edge_weight=config.edge_weight,
+                       context=context, value_range=plan.value_range)
     postprocess_config = plan.postprocess_config
     if postprocess_config is None:
         fallback = PostprocessConfig().min_size

@@ -27,7 +27,8 @@ from ..device import resolve_device
 from ..errors import CellseqError, InputError
 from ..losses import WEIGHTING, default_loss, loss_function
 from ..models import model_info
-from ..pipeline import prepare_training_inputs
+from ..io.views import is_lazy
+from ..pipeline import movie_value_range, prepare_training_inputs
 from .record import TrainingRecord
 from .validation import split_validation_frames, validation_truth
 
@@ -40,7 +41,12 @@ LossFunction = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 class TrainPlan:
     """A training run with every choice made and every input checked.
 
-    image, labels : ``(T, Y, X)`` movie and its painted labels (a single image is one frame).
+    image, labels : ``(T, Y, X)`` movie and its painted labels (a single image is one frame):
+        numpy arrays, or lazy views read frame by frame
+        (:class:`~napari_cellseq.core.io.ImageFrames`, :class:`~napari_cellseq.core.io.LabelFrames`).
+    value_range : for a lazy movie, the grey values normalised to 0 and 1, from the sample
+        segmentation takes (:func:`~napari_cellseq.core.pipeline.movie_value_range`); ``None``
+        for a numpy movie (the training set takes the percentiles of all of it).
     frames : the frames trained on (sorted); validation_frames : held-out annotated frames.
     partial_frames, background_label : see :class:`~napari_cellseq.core.data.dataset.TrainingSet`.
     model_config : the network to build, with the classes the data needs (or, continuing, the
@@ -79,6 +85,7 @@ class TrainPlan:
     prior: TrainingRecord | None = None
     roc_threshold: bool = True
     score_checkpoints: bool = False
+    value_range: tuple[float, float] | None = None
 
     def __repr__(self) -> str:  # no arrays or weights in logs
         return (f"TrainPlan(model={self.model_config.name!r}, frames={list(self.frames)}, "
@@ -117,7 +124,10 @@ def plan_run(
     """Resolve and check a training run (no optimiser step, no network built).
 
     image : ``(Y, X)`` or ``(T, Y, X)`` grey values; labels : same shape, integer instance ids
-        (or class values ``class + 1`` for target ``"classes"``), 0 = unpainted.
+        (or class values ``class + 1`` for target ``"classes"``), 0 = unpainted. Either may be
+        lazy (numpy memory map, dask, zarr, :class:`~napari_cellseq.core.io.TiffFrames`,
+        :class:`~napari_cellseq.core.io.PaintedFrames`): it is then checked and read frame by
+        frame, never whole (see :func:`~napari_cellseq.core.pipeline.prepare_training_inputs`).
     frames : frames to learn from (default: every annotated frame, minus validation frames).
     init : a model file or checkpoint to continue from; its model and data settings are kept
         (except crop size and sampling, taken from ``data_config``), its loss unless
@@ -173,6 +183,8 @@ def plan_run(
     num_classes = target_classes(data_config.target, labels, frames, background_label)
     model_config = _with_classes(model_config, num_classes, base is not None)
     temporal = model_info(model_config.name).temporal  # unknown networks fail here
+    # a lazy movie: the percentiles (and its constant check) from an even sample of frames
+    value_range = movie_value_range(image, data_config.percentiles) if is_lazy(image) else None
     if validation and data_config.target != "classes" and roc_threshold:
         # checked now, not after the training budget
         truth, valid = validation_truth(labels, validation, partial_frames, background_label)
@@ -202,6 +214,7 @@ def plan_run(
         prior=prior,
         roc_threshold=roc_threshold,
         score_checkpoints=score_checkpoints and bool(validation),
+        value_range=value_range,
     )
 
 
