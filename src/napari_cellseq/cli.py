@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+import contextlib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -165,20 +166,30 @@ def _model_config(args):
 
 
 def _cmd_train(args) -> int:
-    from .core.config import DataConfig, TrainConfig
-    from .core.io.sources import read_movie, read_training_labels
-    from .core.io import parse_frames
+    from .core.io.sources import open_movie, open_training_labels
     from .core.pipeline import load_model
-    from .core.training import plan_run, train
 
     out = Path(args.out)
     _check_out(out, args.overwrite)
     # an unknown --model fails here, before the images are read; continuing keeps the file's network
     model_config = _model_config(args) if args.init is None or args.model else None
     init = load_model(args.init) if args.init else None
-    image = read_movie(args.image, args.channel)  # TIFF, CTC sequence folder or OME-Zarr
-    labels, frames = read_training_labels(args.labels, image.shape)  # frames: from CTC man_seg names
-    n_frames = 1 if image.ndim == 2 else max(image.shape[0], 1)
+    # The movie and the labels stay on disk, open for the whole run (memory-mapped or page by
+    # page): training reads only the frames it needs, so a movie larger than memory trains.
+    with contextlib.ExitStack() as files:
+        image = files.enter_context(open_movie(args.image, args.channel))  # TIFF, CTC folder or OME-Zarr
+        # frames: from CTC man_seg names
+        labels, frames = files.enter_context(open_training_labels(args.labels, tuple(image.shape)))
+        return _train_opened(args, out, image, labels, frames, model_config, init)
+
+
+def _train_opened(args, out: Path, image, labels, frames, model_config, init) -> int:
+    """``train`` on the opened movie and labels (see :func:`_cmd_train`)."""
+    from .core.config import DataConfig, TrainConfig
+    from .core.io import parse_frames
+    from .core.training import plan_run, train
+
+    n_frames = 1 if len(image.shape) == 2 else max(int(image.shape[0]), 1)
     # an empty value ("") is not the absent flag: parse_frames refuses it ("empty frame selection")
     if args.frames is not None:
         frames = parse_frames(args.frames, n_frames)

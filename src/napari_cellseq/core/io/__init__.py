@@ -38,7 +38,7 @@ from .ctc_folder import CtcSequence, is_ctc_sequence, open_ctc_sequence, read_ct
 from .imagej_rois import ImagejRoiWriter, imagej_roi_writer, label_polygons, write_imagej_rois
 from .ome_zarr import (OmeZarrImage, OmeZarrLabelsWriter, is_ome_zarr, ome_zarr_labels_writer, open_ome_zarr,
                        write_ome_zarr_labels)
-from .sources import open_movie, read_movie, read_training_labels
+from .sources import open_movie, open_training_labels, read_movie, read_training_labels
 from .frames import parse_frames
 from .reading import open_image, read_image, read_labels
 from .views import ChannelView, LazyArray, PaintedFrames, TiffFrames, is_lazy
@@ -87,6 +87,7 @@ __all__ = [
     "open_movie",
     "read_movie",
     "read_training_labels",
+    "open_training_labels",
     "parse_frames",
     "check_image",
     "check_image_layout",

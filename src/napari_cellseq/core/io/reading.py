@@ -84,7 +84,7 @@ def read_labels(path: PathLike) -> np.ndarray:
 
 
 @contextmanager
-def open_image(path: PathLike) -> Iterator[Any]:
+def open_image(path: PathLike, what: str = "image") -> Iterator[Any]:
     """Open an image or movie TIFF without reading its pixels; pixels are read when indexed.
 
     Yields the first image series as an array-like with ``shape``, ``dtype`` and numpy-style
@@ -95,16 +95,17 @@ def open_image(path: PathLike) -> Iterator[Any]:
     so a movie larger than memory can be processed frame by frame. Use it only inside the
     ``with`` block.
 
-    Raises :class:`InputError` as :func:`read_image` (for damaged pages: when they are read).
+    ``what`` ("image", "labels") names the file in messages. Raises :class:`InputError` as
+    :func:`read_image` (for damaged pages: when they are read).
     """
-    p = check_tiff_file(path, "image")
+    p = check_tiff_file(path, what)
     try:
         tif = tifffile.TiffFile(p)
     except Exception as exc:  # noqa: BLE001 - damaged header
         raise tiff_error(p, exc) from None
     with tif:
         try:
-            series = first_series(tif, p, "image")
+            series = first_series(tif, p, what)
             try:
                 array: Any = tifffile.memmap(p, series=0, mode="r")
                 if tuple(array.shape) != tuple(series.shape):  # pragma: no cover - tifffile oddity
