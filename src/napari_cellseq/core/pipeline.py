@@ -168,16 +168,18 @@ class _Frames:
             picks = np.unique(np.linspace(0, n - 1, k).round().astype(int))
             stride = sample_stride(len(picks) * hw, _SAMPLE_PIXELS)
         lo = hi = None
-        parts = []
-        for t in picks:
+        per_frame = -(-hw // stride)
+        sample = None  # filled frame by frame: the sampled pixels are held once, not twice
+        for i, t in enumerate(picks):
             frame = self.raw(int(t))
             f_lo, f_hi = frame.min(), frame.max()
             lo = f_lo if lo is None else min(lo, f_lo)
             hi = f_hi if hi is None else max(hi, f_hi)
-            # a copy when strided, so that the sampled frames are not all kept in memory
-            parts.append(np.ascontiguousarray(frame.reshape(-1)[::stride]))
+            if sample is None:
+                sample = np.empty(len(picks) * per_frame, dtype=frame.dtype)
+            sample[i * per_frame:(i + 1) * per_frame] = frame.reshape(-1)[::stride]
         check_not_constant(lo, hi, self.name, " in every frame looked at" if len(picks) < n else "")
-        self.value_range = percentile_range(np.concatenate(parts), percentiles)
+        self.value_range = percentile_range(sample, percentiles, overwrite=True)  # sorted in place
 
     def __getitem__(self, t: int) -> np.ndarray:
         return normalize(self.raw(int(t)), self.value_range)

@@ -4,7 +4,8 @@ The values form a :class:`~._forms.TrainForm`, checked at every edit: Train stay
 reason shown until the inputs can work. Pressing Train snapshots the image and annotations on
 the main thread and hands them to the run controller (:mod:`._run`); the worker
 (:mod:`._backend`: a thread, or a child process it drains) only sees those copies, so painting
-may go on. Events come back as progress, ETA, a loss plot, validation scores and, with
+may go on (of a lazy dask / zarr movie nothing is copied: training reads the frames it needs;
+of the annotations only the painted frames are). Events come back as progress, ETA, a loss plot, validation scores and, with
 "live preview" on, the segmentation of the frame on screen at every checkpoint, drawn in one
 preview layer. Stop is cooperative and keeps the weights; errors are napari notifications.
 
@@ -60,8 +61,6 @@ __all__ = ["TrainWidget", "default_model_for"]
 
 #: Seconds between updates of the status text and progress bar during training.
 _STATUS_EVERY_S = 0.25
-#: Whether the core's ``train`` reads lazy (dask, zarr) images itself, frame by frame.
-LAZY_TRAINING = False
 
 
 def default_model_for(ndim: int, models: list[str]) -> str:
@@ -345,8 +344,10 @@ class TrainWidget(Container):
         problem = form.problem()
         if problem:
             raise CellseqError(problem)
-        image = _layers.image_snapshot(self.image.value, lazy=LAZY_TRAINING)
-        labels = _layers.snapshot(self.annotations.value)
+        # a lazy (dask, zarr) movie is read by training frame by frame, never loaded whole; of
+        # the annotations only the painted frames are copied (and sent to the training process)
+        image = _layers.image_snapshot(self.image.value, lazy=True)
+        labels = _layers.labels_snapshot(self.annotations.value)
         return train_request(form, image, labels)
 
     def start(self, *_args) -> None:
