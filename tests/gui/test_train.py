@@ -204,3 +204,59 @@ def test_sample_without_a_file_goes_to_the_user_data_folder(make_napari_viewer, 
     widget = dock(viewer, TrainWidget)
     assert str(widget.model_file.value).startswith(str(user_data_home))
     assert widget.model_file.value.name == "synthetic nuclei-cellseq.pt"
+
+
+def test_lazy_movie_trains_from_painted_frames_only(make_napari_viewer, qtbot, gui_movie, tmp_path, monkeypatch,
+                                                    notifications):
+    """A dask movie is not loaded: training reads the painted frames and the normalisation sample;
+    of a long annotation layer only the painted frames are copied and sent to the worker."""
+    import pickle
+    import threading
+
+    import pytest
+
+    da = pytest.importorskip("dask.array")
+    import dask
+
+    from napari_cellseq.core import pipeline
+    from napari_cellseq.core.io import PaintedFrames
+
+    image, truth = gui_movie
+    n, painted = 60, [5, 41]
+    movie = image[np.arange(n) % len(image)]
+    monkeypatch.setattr(pipeline, "_SAMPLE_PIXELS", 8 * 96 * 96)  # an 8-frame sample
+    monkeypatch.setenv("NAPARI_CELLSEQ_WORKER", "thread")  # to count the worker's reads here
+    reads: dict[str, list[int]] = {"main": [], "worker": []}
+
+    def load(block, block_info=None):
+        who = "main" if threading.current_thread() is threading.main_thread() else "worker"
+        reads[who].append(block_info[0]["chunk-location"][0])
+        return block.copy()
+
+    lazy = da.from_array(movie, chunks=(1, 96, 96)).map_blocks(load, dtype=movie.dtype)
+    annotations = np.zeros((n, 96, 96), dtype=np.uint16)
+    for t in painted:
+        annotations[t] = truth[t % len(image)]
+    with dask.config.set(scheduler="synchronous"):
+        viewer = make_napari_viewer()
+        viewer.add_image(lazy, name="big", contrast_limits=(0, int(movie.max())))
+        viewer.add_labels(annotations, name="big annotations")
+        widget = dock(viewer, TrainWidget)
+        set_tiny_budget(widget, iterations=1)
+        widget.model.value = "unet"
+        widget.model_file.value = str(tmp_path / "m.pt")
+        reads["main"].clear()
+        kwargs = widget.job_kwargs()
+        assert kwargs["image"] is lazy and not reads["main"]  # handed over unread
+        labels = kwargs["labels"]
+        assert isinstance(labels, PaintedFrames) and labels.painted == tuple(painted)
+        assert len(pickle.dumps(labels)) < 3 * annotations[0].nbytes  # of 60 frames
+        annotations[5, :3, :3] = 77  # painting on: the snapshot keeps what was painted at Train
+        assert not labels[5][:3, :3].any() and not labels[6].any()
+        widget.train_button.clicked()
+        wait_idle(qtbot, widget)
+    assert widget.run.state is RunState.DONE, errors(notifications)
+    assert load_checkpoint(tmp_path / "m.pt").training.frames == tuple(painted)
+    sample = set(np.unique(np.linspace(0, n - 1, 8).round().astype(int)).tolist())
+    shown = {widget.shown_frame()} if widget.preview.value else set()  # the live preview segments it
+    assert reads["worker"] and set(reads["worker"]) <= sample | set(painted) | shown

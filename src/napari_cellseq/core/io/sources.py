@@ -81,9 +81,9 @@ def read_training_labels(path: str | os.PathLike, image_shape: tuple[int, ...]) 
 @contextmanager
 def open_training_labels(path: str | os.PathLike, image_shape: tuple[int, ...]
                          ) -> Iterator[tuple[Any, list[int] | None]]:
-    """:func:`read_training_labels` without reading a labels TIFF whole: it is opened as
-    :func:`~napari_cellseq.core.io.open_image` opens a movie (memory-mapped, or page by page),
-    so training finds the painted frames one page at a time and keeps only those. Ground truth
+    """:func:`read_training_labels` without reading a labels TIFF whole: it is opened page by
+    page (:func:`~napari_cellseq.core.io.open_image` with ``memmap=False``), so training finds
+    the painted frames one page at a time and keeps only those. Ground truth
     folders and OME-Zarr labels are read as :func:`read_training_labels` reads them (frame by
     frame files; a lazy zarr array). Use the labels inside the ``with`` block only.
     """
@@ -94,5 +94,5 @@ def open_training_labels(path: str | os.PathLike, image_shape: tuple[int, ...]
         labels, frames = read_training_labels(p, image_shape)
         yield (labels if labels.ndim == 2 else PaintedFrames.of(labels, frames)), frames
     else:
-        with open_image(p, "labels") as labels:
+        with open_image(p, "labels", memmap=False) as labels:  # scanned once: not kept mapped
             yield labels, None
