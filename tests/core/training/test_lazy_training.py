@@ -157,3 +157,20 @@ def test_memory_stays_far_below_the_movie(tmp_path):
     movie_bytes = n * size * size * 2  # 37.5 MiB; as float32 the normalised movie would be 75 MiB
     # the normalisation sample (at most SAMPLE_PIXELS uint16 values, 7.6 MiB) and 3 frames' targets
     assert peak < movie_bytes / 3, f"peak {peak / 2**20:.1f} MiB"
+
+
+def test_lazy_pool_of_movies_trains_alike(tmp_path):
+    """Movies end to end (``movie_lengths``): per-movie ranges and sequences inside each movie,
+    lazy as numpy."""
+    image, labels = _movie(12, [2, 9])
+    image = image.copy()
+    image[6:] = image[6:] // 2 + 50  # the second movie is darker: its own percentiles
+    kw = dict(model_config=default_model_config("ulstm", base_channels=4), data_config=DataConfig(crop_size=32),
+              train_config=TrainConfig(iterations=3, max_time=None, batch_size=1, seed=3, calibrate=False,
+                                       unroll=2), movie_lengths=(6, 6))
+    numpy_losses = [e.loss for e in train(image, labels, tmp_path / "a.pt", **kw) if isinstance(e, Step)]
+    lazy_losses = [e.loss for e in train(CountingFrames(image), CountingFrames(labels), tmp_path / "b.pt", **kw)
+                   if isinstance(e, Step)]
+    assert len(numpy_losses) == 3 and numpy_losses == lazy_losses
+    assert set(context_frames([2, 9], 12, 8, [(0, 6), (6, 12)])) == set(range(12))
+    assert context_frames([8], 12, 3, [(0, 6), (6, 12)]) == [6, 7, 8, 9, 10]  # not into movie 0

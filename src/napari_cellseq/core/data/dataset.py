@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -38,8 +39,8 @@ from .targets import MAX_CLASSES, class_targets, weight_map
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["as_movie", "annotated_frames", "context_frames", "sequence_windows", "target_classes", "TrainingSet",
-           "NormalizedMovie", "Batch"]
+__all__ = ["as_movie", "annotated_frames", "context_frames", "sequence_windows", "movie_spans", "target_classes",
+           "TrainingSet", "NormalizedMovie", "Batch"]
 
 # Balanced sampling keeps at most this many candidate centre pixels per class (a random subset).
 _POOL_MAX = 1 << 20
@@ -100,16 +101,33 @@ def sequence_windows(anchor: int, length: int, n_frames: int) -> list[list[int]]
     return out
 
 
-def context_frames(frames: list[int], n_frames: int, length: int) -> list[int]:
+def context_frames(frames: list[int], n_frames: int, length: int,
+                   spans: list[tuple[int, int]] | None = None) -> list[int]:
     """The frames of an ``n_frames`` movie that sequences of ``length`` frames around the
     annotated ``frames`` can contain (:func:`sequence_windows`), sorted, ``frames`` included;
-    ``length`` 0: only ``frames``."""
+    ``length`` 0: only ``frames``. ``spans``: the movies of a pool (:func:`movie_spans`), which
+    sequences do not cross."""
+    spans = spans or [(0, int(n_frames))]
     out = set(int(t) for t in frames)
     if length > 0:
         for anchor in frames:
-            for window in sequence_windows(int(anchor), length, n_frames):
-                out.update(window)
+            first, end = next((a, b) for a, b in spans if a <= anchor < b)
+            for window in sequence_windows(int(anchor) - first, length, end - first):
+                out.update(first + t for t in window)
     return sorted(out)
+
+
+def movie_spans(movie_lengths: tuple[int, ...] | list[int], n_frames: int) -> list[tuple[int, int]]:
+    """``[(start, end), ...]`` frame ranges of movies of ``movie_lengths`` put end to end along T
+    (``()``: one movie of ``n_frames``); the lengths must be >= 1 and sum to ``n_frames``."""
+    lengths = [int(n) for n in movie_lengths] or [int(n_frames)]
+    if min(lengths) < 1 or sum(lengths) != n_frames:
+        raise InputError(
+            f"movie lengths {list(movie_lengths)} do not split the {n_frames} frames: give lengths "
+            f">= 1 that sum to the number of frames"
+        )
+    ends = np.cumsum(lengths).tolist()
+    return [(int(e - n), int(e)) for e, n in zip(ends, lengths)]
 
 
 def target_classes(target: str, labels: np.ndarray, frames: list[int],
@@ -172,13 +190,16 @@ class TrainingSet:
     partial_frames : frames whose unpainted pixels are ignored rather than background.
     background_label : label value that means "background" in partial frames.
     weighting, edge_weight : the loss's weight map (:func:`~.targets.weight_map`).
+    movie_lengths : the movie is a pool of several movies put end to end along T, of these
+        lengths (summing to T); each is normalised with its own percentiles and sequences of
+        temporal models never cross from one into the next. Empty: one movie.
     context : the frames kept (normalised, float32): ``None`` every frame of the movie; ``0``
         the frames learnt from (frame batches); ``n > 0`` also the frames that sequences of
         ``n`` frames (:meth:`sequence_batch`) can reach (:func:`context_frames`). Only these
         are read from ``image``, which may be lazy (memory map, dask, zarr, ...).
-    value_range : the grey values normalised to 0 and 1; ``None``: the ``config.percentiles``
-        of the whole ``image`` (read whole: give it for a lazy movie, e.g. from
-        :func:`~napari_cellseq.core.pipeline.movie_value_range`).
+    value_ranges : per movie of the pool, the grey values normalised to 0 and 1; ``None``: the
+        ``config.percentiles`` of each whole movie (read whole: give them for a lazy movie, e.g.
+        from :func:`~napari_cellseq.core.pipeline.movie_value_range`).
 
     ``num_classes`` is the number of target classes: 3, 2, or for ``"classes"`` the largest
     painted value in the frames learnt from.
@@ -194,12 +215,14 @@ class TrainingSet:
         background_label: int | None = None,
         weighting: str = "separation",
         edge_weight: float = 10.0,
+        movie_lengths: tuple[int, ...] = (),
         context: int | None = None,
-        value_range: tuple[float, float] | None = None,
+        value_ranges: Sequence[tuple[float, float]] | None = None,
     ):
         self.weighting, self.edge_weight = weighting, float(edge_weight)
         image = as_movie(image if is_lazy(image) else np.asarray(image))
         labels = as_movie(labels if is_lazy(labels) else np.asarray(labels))
+        self.movies = movie_spans(movie_lengths, int(image.shape[0]))
         if tuple(image.shape) != tuple(labels.shape):
             raise InputError(
                 f"labels have shape {tuple(labels.shape)} but the image {tuple(image.shape)}: "
@@ -221,19 +244,22 @@ class TrainingSet:
                 raise InputError("the frame list is empty: name at least one annotated frame")
         self.config = config
         self.frames = sorted(set(int(t) for t in frames))
-        if value_range is None:
-            value_range = percentile_range(image, config.percentiles)
-        self.value_range = (float(value_range[0]), float(value_range[1]))
+        if value_ranges is None:
+            value_ranges = [percentile_range(image[a:b], config.percentiles) for a, b in self.movies]
+        self._ranges = [(float(lo), float(hi)) for lo, hi in value_ranges]
+        if len(self._ranges) != len(self.movies):
+            raise ValueError(f"{len(self._ranges)} value ranges for {len(self.movies)} movies")
+        self.value_range = self._ranges[0] if len(self._ranges) == 1 else None  # None: one per movie
         self.frame_shape = tuple(int(s) for s in image.shape[1:])
         self.n_frames = n
         self._image = image
-        kept = list(range(n)) if context is None else context_frames(self.frames, n, context)
+        kept = list(range(n)) if context is None else context_frames(self.frames, n, context, self.movies)
         # (K, 1, Y, X) for the K frames kept, shifted by -OUTSIDE so that zero padding while
         # sampling crops reads OUTSIDE; _slot[t] is frame t's place in it. Filled frame by frame:
         # memory is the K float32 frames, never a copy of the whole (raw) movie.
         shifted = np.empty((len(kept),) + self.frame_shape, dtype=np.float32)
         for i, t in enumerate(kept):
-            shifted[i] = normalize(np.asarray(image[t]), self.value_range)
+            shifted[i] = normalize(np.asarray(image[t]), self.frame_range(t))
             shifted[i] -= np.float32(OUTSIDE)
         self._shifted = torch.from_numpy(shifted)[:, None]
         self._slot = {t: i for i, t in enumerate(kept)}
@@ -380,19 +406,32 @@ class TrainingSet:
         return Batch(torch.stack(xs), torch.stack(cs), torch.stack(ws), torch.stack(vs))
 
     def _random_window(self, rng: np.random.Generator, length: int, anchor: int | None = None) -> list[int]:
-        n = self.n_frames
-        length = _window_length(length, n)
-        k = _step(int(rng.integers(1, 5)), length, n)
-        span = (length - 1) * k
+        k = int(rng.integers(1, 5))
         if anchor is None:
             anchor = self.frames[int(rng.integers(len(self.frames)))]
+        first, end = self.movie_of(anchor)
+        n = end - first
+        anchor -= first
+        length = _window_length(length, n)
+        k = _step(k, length, n)
+        span = (length - 1) * k
         # Starts whose window (start, start+k, ..) hits the anchor frame and stays in the movie.
         starts = _window_starts(anchor, length, k, n)
         start = starts[int(rng.integers(len(starts)))] if starts else 0
-        window = list(range(start, start + span + 1, k))
+        window = list(range(first + start, first + start + span + 1, k))
         if rng.random() < 0.5:
             window.reverse()
         return window
+
+    def movie_of(self, t: int) -> tuple[int, int]:
+        """``(start, end)`` of the movie of the pool that holds frame ``t``."""
+        return next((a, b) for a, b in self.movies if a <= t < b)
+
+    def frame_range(self, t: int) -> tuple[float, float]:
+        """The grey values normalised to 0 and 1 in frame ``t`` (its movie's)."""
+        if len(self._ranges) == 1:
+            return self._ranges[0]
+        return self._ranges[next(i for i, (a, b) in enumerate(self.movies) if a <= t < b)]
 
     def _slots(self, window: list[int]) -> list[int]:
         """Places in the kept frames of the frames ``window`` (all kept when ``context`` fits)."""
@@ -439,7 +478,7 @@ class NormalizedMovie(LazyArray):
         slot = data._slot.get(t)
         if slot is not None:
             return data._shifted[slot, 0].numpy() + np.float32(OUTSIDE)
-        shifted = normalize(np.asarray(data._image[t]), data.value_range)
+        shifted = normalize(np.asarray(data._image[t]), data.frame_range(t))
         shifted -= np.float32(OUTSIDE)  # the same float32 rounding as a kept frame
         return shifted + np.float32(OUTSIDE)
 

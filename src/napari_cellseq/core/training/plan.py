@@ -14,7 +14,7 @@ check again.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -22,7 +22,7 @@ import torch
 
 from ..checkpoint import Checkpoint, load_checkpoint
 from ..config import CROP_BATCH, SEQUENCE_BATCH, DataConfig, ModelConfig, PostprocessConfig, TrainConfig
-from ..data.dataset import annotated_frames, as_movie, target_classes
+from ..data.dataset import annotated_frames, as_movie, movie_spans, target_classes
 from ..device import resolve_device
 from ..errors import CellseqError, InputError
 from ..losses import WEIGHTING, default_loss, loss_function
@@ -44,9 +44,10 @@ class TrainPlan:
     image, labels : ``(T, Y, X)`` movie and its painted labels (a single image is one frame):
         numpy arrays, or lazy views read frame by frame
         (:class:`~napari_cellseq.core.io.ImageFrames`, :class:`~napari_cellseq.core.io.LabelFrames`).
-    value_range : for a lazy movie, the grey values normalised to 0 and 1, from the sample
-        segmentation takes (:func:`~napari_cellseq.core.pipeline.movie_value_range`); ``None``
-        for a numpy movie (the training set takes the percentiles of all of it).
+    value_ranges : for a lazy movie, the grey values normalised to 0 and 1 (one pair per movie
+        of ``movie_lengths``), from the sample segmentation takes
+        (:func:`~napari_cellseq.core.pipeline.movie_value_range`); ``None`` for a numpy movie
+        (the training set takes the percentiles of all of it).
     frames : the frames trained on (sorted); validation_frames : held-out annotated frames.
     partial_frames, background_label : see :class:`~napari_cellseq.core.data.dataset.TrainingSet`.
     model_config : the network to build, with the classes the data needs (or, continuing, the
@@ -63,6 +64,9 @@ class TrainPlan:
     roc_threshold : choose the threshold on the validation frames by ROC (else calibrate on the
         painted training frames); score_checkpoints : score the validation frames after every
         checkpoint (``ValidationScores`` events).
+    movie_lengths : ``image`` is a pool of movies put end to end along T, of these lengths
+        (each normalised alone, no sequence crosses from one into the next); ``()``: one movie.
+    origin : what made the training data, stored in the record (``TrainingRecord.origin``).
     """
 
     image: Any
@@ -85,7 +89,9 @@ class TrainPlan:
     prior: TrainingRecord | None = None
     roc_threshold: bool = True
     score_checkpoints: bool = False
-    value_range: tuple[float, float] | None = None
+    movie_lengths: tuple[int, ...] = ()
+    origin: Any = None
+    value_ranges: tuple[tuple[float, float], ...] | None = None
 
     def __repr__(self) -> str:  # no arrays or weights in logs
         return (f"TrainPlan(model={self.model_config.name!r}, frames={list(self.frames)}, "
@@ -120,6 +126,8 @@ def plan_run(
     validation_frames: Sequence[int] | None = None,
     roc_threshold: bool = True,
     score_checkpoints: bool = False,
+    movie_lengths: Sequence[int] = (),
+    origin: Mapping[str, Any] | None = None,
 ) -> TrainPlan:
     """Resolve and check a training run (no optimiser step, no network built).
 
@@ -137,12 +145,23 @@ def plan_run(
         the foreground threshold is chosen on them (pixel-wise ROC); with ``score_checkpoints``
         they are segmented and scored after every checkpoint (they must then be completely
         annotated).
+    movie_lengths : ``image`` and ``labels`` are several movies of equal frame size put end to
+        end along T, of these lengths (they must sum to T); each movie is normalised with its
+        own percentiles and temporal sequences stay inside one movie (a pool of synthetic
+        movies: ``scripts/train_builtin.py``). ``()``: one movie.
+    origin : what made the training data (e.g. the script, its seed and the generator's
+        styles), a mapping of names to texts, numbers or lists of them, stored in the model file
+        as ``training.origin``.
 
     Raises :class:`InputError` / :class:`CellseqError` for every problem with the inputs.
     """
     image, labels = prepare_training_inputs(image, labels, None if frames is None else list(frames),
                                             data_config.target if data_config else None)
     image, labels = as_movie(image), as_movie(labels)
+    movie_lengths = tuple(int(n) for n in movie_lengths)
+    movie_spans(movie_lengths, image.shape[0])  # lengths that do not split the movie fail here
+    if origin is not None:
+        origin = TrainingRecord.check_origin(origin, "origin")
     partial_frames = tuple(int(t) for t in partial_frames)
     frames = None if frames is None else [int(t) for t in frames]
     if validation_frames:
@@ -183,8 +202,12 @@ def plan_run(
     num_classes = target_classes(data_config.target, labels, frames, background_label)
     model_config = _with_classes(model_config, num_classes, base is not None)
     temporal = model_info(model_config.name).temporal  # unknown networks fail here
-    # a lazy movie: the percentiles (and its constant check) from an even sample of frames
-    value_range = movie_value_range(image, data_config.percentiles) if is_lazy(image) else None
+    # a lazy movie: the percentiles (and its constant check) from an even sample of frames, per
+    # movie of a pool
+    value_ranges = None
+    if is_lazy(image):
+        value_ranges = tuple(movie_value_range(_PoolMovie(image, a, b), data_config.percentiles)
+                             for a, b in movie_spans(movie_lengths, image.shape[0]))
     if validation and data_config.target != "classes" and roc_threshold:
         # checked now, not after the training budget
         truth, valid = validation_truth(labels, validation, partial_frames, background_label)
@@ -214,8 +237,21 @@ def plan_run(
         prior=prior,
         roc_threshold=roc_threshold,
         score_checkpoints=score_checkpoints and bool(validation),
-        value_range=value_range,
+        movie_lengths=movie_lengths,
+        origin=origin,
+        value_ranges=value_ranges,
     )
+
+
+class _PoolMovie:
+    """Frames ``start..end - 1`` of a lazy ``(T, Y, X)`` movie, one movie of a pool (read by index)."""
+
+    def __init__(self, movie: Any, start: int, end: int):
+        self.movie, self.start = movie, int(start)
+        self.shape = (int(end) - int(start),) + tuple(int(s) for s in movie.shape[1:])
+
+    def __getitem__(self, t: int) -> Any:
+        return self.movie[self.start + int(t)]
 
 
 def _with_classes(model_config: ModelConfig, num_classes: int, continuing: bool) -> ModelConfig:
