@@ -119,7 +119,7 @@ def labels_snapshot(layer: napari.layers.Labels) -> Any:
     """What training needs of an annotation layer: a copy of its painted frames only.
 
     A ``(T, Y, X)`` layer gives a :class:`~napari_cellseq.core.io.PaintedFrames` holding the
-    frames with any label (found one frame at a time; the others read as zero), so 3 painted
+    frames with any label (the others read as zero; a lazy layer is scanned frame by frame), so 3 painted
     frames of a 1000-frame movie cost 3 frames, not a second copy of the stack, in this process
     and in the training process it is sent to. A ``(Y, X)`` layer is copied.
     """

@@ -178,11 +178,12 @@ class Batch:
 
 
 class TrainingSet:
-    """Normalised movie plus targets and weights of its annotated frames.
+    """Normalised frames (those training needs, see ``context``) plus targets and weights of the
+    annotated frames of a movie.
 
     Parameters
     ----------
-    image : ``(Y, X)`` or ``(T, Y, X)`` grey values.
+    image : ``(Y, X)`` or ``(T, Y, X)`` grey values: numpy, or lazy (read frame by frame).
     labels : same shape, integer instance ids (0 = unpainted); with ``config.target ==
         "classes"`` painted class values (``v`` = class ``v - 1``, 0 = unpainted).
     config : targets, weights, normalisation, crop size and augmentation switches.

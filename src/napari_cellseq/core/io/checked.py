@@ -7,8 +7,9 @@ that need values run on each frame when it is read, with the same messages namin
 
 - :class:`ImageFrames`: ``image[t]`` is the raw frame ``(Y, X)``; NaN or infinite values raise.
 - :class:`LabelFrames`: ``labels[t]`` is the frame as :func:`~.checks.check_labels` returns it
-  (integer ids; bool and whole-number floats cast; negative ids refused); ``painted`` lists the
-  frames with any label, found once, one frame at a time.
+  (integer ids; bool and whole-number floats cast; negative ids refused; a warning about the
+  stack, e.g. renumbered uint64 ids, is logged once); ``painted`` lists the frames with any
+  label, found once, one frame at a time.
 """
 
 from __future__ import annotations
@@ -21,11 +22,28 @@ import numpy as np
 
 from ..errors import InputError
 from .checks import check_finite, check_labels
+from .checks import logger as checks_logger
 from .views import LazyArray
 
 __all__ = ["ImageFrames", "LabelFrames"]
 
 logger = logging.getLogger(__name__)
+
+
+class _FirstWarning(logging.Filter):
+    """Lets the first warning through and drops the later ones (e.g. the same cast, per frame)."""
+
+    def __init__(self):
+        super().__init__()
+        self.said = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        if self.said:
+            return False
+        self.said = True
+        return True
 
 
 class ImageFrames(LazyArray):
@@ -78,6 +96,7 @@ class LabelFrames(LazyArray):
             raise InputError(
                 f"{name} must be integer instance ids, got dtype {self.dtype}; save them as a 16-bit integer TIFF"
             )
+        self._once = _FirstWarning()
 
     def _read(self, key: tuple) -> np.ndarray:
         lead, rest = key[0], key[1:]
@@ -89,7 +108,11 @@ class LabelFrames(LazyArray):
     def _frame(self, t: int) -> np.ndarray:
         t = t + self.shape[0] if t < 0 else t
         frame = np.asarray(self.source[t])
-        return check_labels(frame, frame.shape, f"{self.name} (frame {t})", classes=self.classes)
+        checks_logger.addFilter(self._once)  # a warning about the stack is said once, not per frame
+        try:
+            return check_labels(frame, frame.shape, f"{self.name} (frame {t})", classes=self.classes)
+        finally:
+            checks_logger.removeFilter(self._once)
 
     @cached_property
     def painted(self) -> tuple[int, ...]:
