@@ -105,6 +105,36 @@ def test_stop_keeps_a_loadable_model(make_napari_viewer, qtbot, gui_movie, tmp_p
     assert "stopped" in widget.status.value
 
 
+def test_start_from_the_builtin_then_a_network_without_one(make_napari_viewer, qtbot, gui_movie, tmp_path,
+                                                          notifications):
+    from napari_cellseq.core.builtin import DEFAULT_INIT
+
+    viewer = _viewer_with_annotations(make_napari_viewer, gui_movie)
+    widget = dock(viewer, TrainWidget)
+    assert widget.start_from.value == DEFAULT_INIT
+    assert widget.start_file.native.isHidden()  # shown for "model file…" only
+    widget.start_from.value = "builtin"
+    assert widget.model.enabled and widget.train_button.enabled  # the network picks its built-in
+    set_tiny_budget(widget, iterations=2)
+    widget.model_file.value = str(tmp_path / "tuned.pt")
+    widget.train_button.clicked()
+    wait_idle(qtbot, widget)
+    assert widget.run.state is RunState.DONE, errors(notifications)
+    ckpt = load_checkpoint(tmp_path / "tuned.pt")
+    assert ckpt.model_config.name == "ulstm" and ckpt.training.started_from == "builtin-ulstm"
+    assert ckpt.training["iterations"] == 2  # this run's steps only
+
+    widget.model.value = "segnet"  # no built-in: falls back to random weights, and says so
+    assert widget.start_from.value == "random" and "no built-in weights for segnet" in widget.start_note.value
+    widget.model.value = "unet"
+    assert widget.start_from.value == "builtin" and widget.start_note.native.isHidden()
+    widget.start_from.value = "file"
+    assert not widget.start_file.native.isHidden() and "start file" in widget.reason.value
+    widget.start_file.value = str(tmp_path / "tuned.pt")
+    assert widget.model.value == "ulstm" and not widget.model.enabled  # the file decides the network
+    assert widget.train_button.enabled
+
+
 def test_reasons_disable_train_as_the_user_edits(make_napari_viewer, qtbot, gui_movie):
     viewer = _viewer_with_annotations(make_napari_viewer, gui_movie, frames=())
     widget = dock(viewer, TrainWidget)
@@ -119,7 +149,7 @@ def test_reasons_disable_train_as_the_user_edits(make_napari_viewer, qtbot, gui_
     assert not widget.train_button.enabled
     assert widget.reason.value.startswith("labels layer shape (4, 50, 50) differs from image (4, 96, 96)")
     widget.annotations.value = layer
-    widget.start_from.value = "continue"
+    widget.start_from.value = "current"
     assert "no current model" in widget.reason.value and not widget.train_button.enabled
 
 
@@ -194,7 +224,7 @@ def test_default_model_file_survives_closing_napari(make_napari_viewer, qtbot, g
     assert segment.model.value == str(path.parent / "cells-cellseq.pt")  # found again
     train = dock(viewer, TrainWidget)
     assert train.model_file.value == path.parent / "cells-cellseq-2.pt"  # never replaces it
-    train.start_from.value = "continue"
+    train.start_from.value = "current"
     assert train.current.value.startswith("current: unet, 1 iterations")
 
 
