@@ -168,15 +168,15 @@ def _cmd_train(args) -> int:
     from .core.config import DataConfig, TrainConfig
     from .core.io.sources import read_movie, read_training_labels
     from .core.io import parse_frames
-    from .core.builtin import BUILTIN, RANDOM, get_builtin, resolve_init
+    from .core.builtin import BUILTIN, RANDOM, resolve_init
     from .core.errors import CellseqError
     from .core.training import plan_run, train
 
     out = Path(args.out)
     _check_out(out, args.overwrite)
     # an unknown --model fails here, before the images are read; continuing keeps the file's network
-    from_model = args.init not in (None, BUILTIN, RANDOM) and get_builtin(args.init) is None
-    model_config = _model_config(args) if not from_model or args.model else None
+    # (a model file or a built-in's name brings its network; builtin and random take --model's)
+    model_config = _model_config(args) if args.model or args.init in (None, BUILTIN, RANDOM) else None
     # the starting point too (a model file read, the built-in of --model and --target chosen)
     init = resolve_init(args.init, (model_config.name if model_config else "unet"), args.target)
     if init.builtin and args.width is not None and args.width != init.checkpoint.model_config.base_channels:
