@@ -211,3 +211,22 @@ def test_segment_dask_layer_reads_one_frame_at_a_time(make_napari_viewer, qtbot,
     assert sorted(set(reads["worker"])) == list(range(n))  # the worker read the movie itself...
     assert peak[0] <= 2  # ...holding at most 2 frames at once (np.array(layer.data) holds all 12)
     assert len(reads["main"]) <= 2  # the GUI thread only draws the frame on screen
+
+
+def test_export_follows_the_newest_labels_layer_but_not_the_preview(make_napari_viewer, gui_movie):
+    """A segmentation that has just appeared is what the user wants to export; the training
+    preview layer never is."""
+    from napari_cellseq.gui._layers import PREVIEW_KEY
+
+    _, labels = gui_movie
+    viewer = make_napari_viewer()
+    truth = viewer.add_labels(labels, name="truth")
+    widget = dock(viewer, ExportWidget)
+    assert widget.labels_layer.value is truth
+    result = viewer.add_labels(labels, name="cells (segmentation)")
+    assert widget.labels_layer.value is result
+    viewer.add_labels(labels[:1], name="cells (preview)", metadata={PREVIEW_KEY: True})
+    assert widget.labels_layer.value is result
+    widget.labels_layer.value = truth  # the user's choice stays while no new layer comes
+    viewer.layers.remove("cells (preview)")
+    assert widget.labels_layer.value is truth

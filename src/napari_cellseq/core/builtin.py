@@ -2,9 +2,10 @@
 
 A built-in is an ordinary model file (as ``train`` writes it, read with
 ``torch.load(weights_only=True)`` by :func:`~napari_cellseq.core.checkpoint.load_checkpoint`),
-trained only on the synthetic generator (:mod:`napari_cellseq.core.synthetic`), and lives in the
+trained only on synthetic movies (:mod:`napari_cellseq.core.synthetic_styles`), and lives in the
 package data folder ``napari_cellseq/builtin_weights/`` (read with :mod:`importlib.resources`
-when asked for: nothing happens at import). ``scripts/train_builtin.py`` reproduces each file.
+when asked for: nothing happens at import). ``scripts/train_builtin.py`` reproduces each file
+(see the README.md there: steps, seconds, cores); each file's ``training.origin`` says how.
 
 What users type, resolved here for every entry point (CLI, Python, napari widgets):
 
@@ -87,13 +88,14 @@ class Builtin:
         return self.path.stat().st_size
 
 
-_SYNTHETIC = ("synthetic {what} (napari_cellseq.core.synthetic): nuclei and rods of varied size, density, "
-              "brightness and texture, brighter or darker than the background, uneven light, blur, noise")
+_SYNTHETIC = ("synthetic {what} only (napari_cellseq.core.synthetic_styles): fluorescent nuclei, bright-field and "
+              "phase-contrast cells, bacteria-like rods; touching, dividing and dim cells; uneven light, blur, "
+              "noise; 8 and 16 bit")
 
 #: The built-ins, in the order ``napari-cellseq models`` lists them.
 BUILTINS: tuple[Builtin, ...] = (
-    Builtin("builtin-unet", "unet", "3class", _SYNTHETIC.format(what="frames"), "unet.pt"),
-    Builtin("builtin-ulstm", "ulstm", "3class", _SYNTHETIC.format(what="time-lapse movies with motion"),
+    Builtin("builtin-unet", "unet", "3class", _SYNTHETIC.format(what="images"), "unet.pt"),
+    Builtin("builtin-ulstm", "ulstm", "3class", _SYNTHETIC.format(what="time-lapse movies"),
             "ulstm.pt"),
 )
 

@@ -31,7 +31,7 @@ from .targets import MAX_CLASSES, class_targets, weight_map
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["as_movie", "annotated_frames", "target_classes", "TrainingSet", "Batch"]
+__all__ = ["as_movie", "annotated_frames", "movie_spans", "target_classes", "TrainingSet", "Batch"]
 
 # Balanced sampling keeps at most this many candidate centre pixels per class (a random subset).
 _POOL_MAX = 1 << 20
@@ -47,6 +47,19 @@ def annotated_frames(labels: np.ndarray) -> list[int]:
     movie = as_movie(np.asarray(labels))
     flat = movie.reshape(movie.shape[0], -1)
     return [int(t) for t in np.flatnonzero(flat.any(axis=1))]
+
+
+def movie_spans(movie_lengths: tuple[int, ...] | list[int], n_frames: int) -> list[tuple[int, int]]:
+    """``[(start, end), ...]`` frame ranges of movies of ``movie_lengths`` put end to end along T
+    (``()``: one movie of ``n_frames``); the lengths must be >= 1 and sum to ``n_frames``."""
+    lengths = [int(n) for n in movie_lengths] or [int(n_frames)]
+    if min(lengths) < 1 or sum(lengths) != n_frames:
+        raise InputError(
+            f"movie lengths {list(movie_lengths)} do not split the {n_frames} frames: give lengths "
+            f">= 1 that sum to the number of frames"
+        )
+    ends = np.cumsum(lengths).tolist()
+    return [(int(e - n), int(e)) for e, n in zip(ends, lengths)]
 
 
 def target_classes(target: str, labels: np.ndarray, frames: list[int],
@@ -109,6 +122,9 @@ class TrainingSet:
     partial_frames : frames whose unpainted pixels are ignored rather than background.
     background_label : label value that means "background" in partial frames.
     weighting, edge_weight : the loss's weight map (:func:`~.targets.weight_map`).
+    movie_lengths : the movie is a pool of several movies put end to end along T, of these
+        lengths (summing to T); each is normalised with its own percentiles and sequences of
+        temporal models never cross from one into the next. Empty: one movie.
 
     ``num_classes`` is the number of target classes: 3, 2, or for ``"classes"`` the largest
     painted value in the frames learnt from.
@@ -124,9 +140,11 @@ class TrainingSet:
         background_label: int | None = None,
         weighting: str = "separation",
         edge_weight: float = 10.0,
+        movie_lengths: tuple[int, ...] = (),
     ):
         self.weighting, self.edge_weight = weighting, float(edge_weight)
         image, labels = as_movie(np.asarray(image)), as_movie(np.asarray(labels))
+        self.movies = movie_spans(movie_lengths, image.shape[0])
         if image.shape != labels.shape:
             raise InputError(
                 f"labels have shape {labels.shape} but the image {image.shape}: "
@@ -148,9 +166,13 @@ class TrainingSet:
                 raise InputError("the frame list is empty: name at least one annotated frame")
         self.config = config
         self.frames = sorted(set(int(t) for t in frames))
-        self.value_range = percentile_range(image, config.percentiles)
         # (T, 1, Y, X), shifted by -OUTSIDE so that zero padding while sampling crops reads OUTSIDE.
-        self._shifted = torch.from_numpy(normalize(image, self.value_range) - np.float32(OUTSIDE))[:, None]
+        ranges = [percentile_range(image[a:b], config.percentiles) for a, b in self.movies]
+        self.value_range = ranges[0] if len(ranges) == 1 else None  # None: one per movie
+        shifted = np.empty(image.shape, np.float32)
+        for (a, b), value_range in zip(self.movies, ranges):
+            shifted[a:b] = normalize(image[a:b], value_range) - np.float32(OUTSIDE)
+        self._shifted = torch.from_numpy(shifted)[:, None]
         self.frame_shape = image.shape[1:]
         self.n_frames = n
         # Per annotated frame: (1, 1, Y, X) weights and (1, 2, Y, X) [classes, valid].
@@ -294,19 +316,23 @@ class TrainingSet:
         return Batch(torch.stack(xs), torch.stack(cs), torch.stack(ws), torch.stack(vs))
 
     def _random_window(self, rng: np.random.Generator, length: int, anchor: int | None = None) -> list[int]:
-        n = self.n_frames
-        length = min(length, n)
+        """Frames of one sequence: a window holding ``anchor`` (default: a random annotated
+        frame) inside the movie of the pool that holds it (see ``movie_lengths``)."""
         k = int(rng.integers(1, 5))
+        if anchor is None:
+            anchor = self.frames[int(rng.integers(len(self.frames)))]
+        first, end = next((a, b) for a, b in self.movies if a <= anchor < b)
+        n = end - first
+        anchor -= first
+        length = min(length, n)
         while k > 1 and (length - 1) * k >= n:
             k -= 1
         span = (length - 1) * k
-        if anchor is None:
-            anchor = self.frames[int(rng.integers(len(self.frames)))]
         # Starts whose window (start, start+k, ..) hits the anchor frame and stays in the movie.
         starts = [s for s in range(max(0, anchor - span), min(anchor, n - 1 - span) + 1)
                   if (anchor - s) % k == 0]
         start = starts[int(rng.integers(len(starts)))] if starts else 0
-        window = list(range(start, start + span + 1, k))
+        window = list(range(first + start, first + start + span + 1, k))
         if rng.random() < 0.5:
             window.reverse()
         return window

@@ -173,7 +173,8 @@ def run(plan: TrainPlan, out_path: str | os.PathLike,
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed if ddp is None else ddp.seed(config.seed))
     data = TrainingSet(plan.image, plan.labels, plan.data_config, list(plan.frames), plan.partial_frames,
-                       plan.background_label, weighting=plan.weighting, edge_weight=config.edge_weight)
+                       plan.background_label, weighting=plan.weighting, edge_weight=config.edge_weight,
+                       movie_lengths=plan.movie_lengths)
     postprocess_config = plan.postprocess_config
     if postprocess_config is None:
         fallback = PostprocessConfig().min_size
@@ -191,7 +192,7 @@ def run(plan: TrainPlan, out_path: str | os.PathLike,
     prior = plan.prior or TrainingRecord()
     record = TrainingRecord(
         frames=tuple(data.frames),
-        value_range=tuple(data.value_range),
+        value_range=None if data.value_range is None else tuple(data.value_range),
         seed=config.seed,
         optimizer=config.optimizer,
         lr=config.lr,
@@ -202,6 +203,7 @@ def run(plan: TrainPlan, out_path: str | os.PathLike,
         edge_weight=config.edge_weight if plan.loss == "edge_weighted" else None,
         validation_frames=plan.validation_frames,
         started_from=prior.started_from,
+        origin=plan.origin,
     )
 
     saved_at: list[int] = []  # steps whose weights this run wrote to out_path

@@ -14,7 +14,7 @@ check again.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -23,7 +23,7 @@ import torch
 from ..builtin import resolve_init
 from ..checkpoint import Checkpoint
 from ..config import CROP_BATCH, SEQUENCE_BATCH, DataConfig, ModelConfig, PostprocessConfig, TrainConfig
-from ..data.dataset import annotated_frames, as_movie, target_classes
+from ..data.dataset import annotated_frames, as_movie, movie_spans, target_classes
 from ..device import resolve_device
 from ..errors import CellseqError, InputError
 from ..losses import WEIGHTING, default_loss, loss_function
@@ -58,6 +58,9 @@ class TrainPlan:
     roc_threshold : choose the threshold on the validation frames by ROC (else calibrate on the
         painted training frames); score_checkpoints : score the validation frames after every
         checkpoint (``ValidationScores`` events).
+    movie_lengths : ``image`` is a pool of movies put end to end along T, of these lengths
+        (each normalised alone, no sequence crosses from one into the next); ``()``: one movie.
+    origin : what made the training data, stored in the record (``TrainingRecord.origin``).
     """
 
     image: Any
@@ -80,6 +83,8 @@ class TrainPlan:
     prior: TrainingRecord | None = None
     roc_threshold: bool = True
     score_checkpoints: bool = False
+    movie_lengths: tuple[int, ...] = ()
+    origin: Any = None
 
     def __repr__(self) -> str:  # no arrays or weights in logs
         return (f"TrainPlan(model={self.model_config.name!r}, frames={list(self.frames)}, "
@@ -114,6 +119,8 @@ def plan_run(
     validation_frames: Sequence[int] | None = None,
     roc_threshold: bool = True,
     score_checkpoints: bool = False,
+    movie_lengths: Sequence[int] = (),
+    origin: Mapping[str, Any] | None = None,
 ) -> TrainPlan:
     """Resolve and check a training run (no optimiser step, no network built).
 
@@ -132,12 +139,23 @@ def plan_run(
         the foreground threshold is chosen on them (pixel-wise ROC); with ``score_checkpoints``
         they are segmented and scored after every checkpoint (they must then be completely
         annotated).
+    movie_lengths : ``image`` and ``labels`` are several movies of equal frame size put end to
+        end along T, of these lengths (they must sum to T); each movie is normalised with its
+        own percentiles and temporal sequences stay inside one movie (a pool of synthetic
+        movies: ``scripts/train_builtin.py``). ``()``: one movie.
+    origin : what made the training data (e.g. the script, its seed and the generator's
+        styles), a mapping of names to texts, numbers or lists of them, stored in the model file
+        as ``training.origin``.
 
     Raises :class:`InputError` / :class:`CellseqError` for every problem with the inputs.
     """
     image, labels = prepare_training_inputs(image, labels, None if frames is None else list(frames),
                                             data_config.target if data_config else None)
     image, labels = as_movie(image), as_movie(labels)
+    movie_lengths = tuple(int(n) for n in movie_lengths)
+    movie_spans(movie_lengths, image.shape[0])  # lengths that do not split the movie fail here
+    if origin is not None:
+        origin = TrainingRecord.check_origin(origin, "origin")
     partial_frames = tuple(int(t) for t in partial_frames)
     frames = None if frames is None else [int(t) for t in frames]
     if validation_frames:
@@ -212,6 +230,8 @@ def plan_run(
         prior=prior,
         roc_threshold=roc_threshold,
         score_checkpoints=score_checkpoints and bool(validation),
+        movie_lengths=movie_lengths,
+        origin=origin,
     )
 
 
