@@ -178,7 +178,7 @@ def _cmd_train(args) -> int:
     # (a model file or a built-in's name brings its network; builtin and random take --model's)
     model_config = _model_config(args) if args.model or args.init in (None, BUILTIN, RANDOM) else None
     # the starting point too (a model file read, the built-in of --model and --target chosen)
-    init = resolve_init(args.init, (model_config.name if model_config else "unet"), args.target)
+    init = resolve_init(args.init, (model_config.name if model_config else "unet"), args.target, model_config)
     if init.builtin and args.width is not None and args.width != init.checkpoint.model_config.base_channels:
         raise CellseqError(f"--width {args.width}: the built-in {init.builtin} has width "
                            f"{init.checkpoint.model_config.base_channels}; drop --width or start from "

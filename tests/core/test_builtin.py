@@ -108,7 +108,7 @@ def test_segment_model_chooses_by_the_input():
     assert bi.segment_model("some/file.pt", n_frames=5) == "some/file.pt"
 
 
-def test_resolve_init_builtin_names_files_random_and_the_default(tmp_path):
+def test_resolve_init_builtin_names_files_random_and_the_default(tmp_path, monkeypatch):
     start = bi.resolve_init("builtin", "ulstm", "3class")
     assert start.builtin == "builtin-ulstm" and start.checkpoint.model_config.name == "ulstm"
     assert bi.resolve_init("builtin-unet", "unet").builtin == "builtin-unet"
@@ -116,6 +116,12 @@ def test_resolve_init_builtin_names_files_random_and_the_default(tmp_path):
     assert bi.resolve_init("random", "segnet", "classes").random
     assert bi.resolve_init(None, "segnet", "classes").random  # no built-in fits: random, as a default
     assert bi.resolve_init(None, "unet").random is (bi.DEFAULT_INIT == bi.RANDOM)
+    monkeypatch.setattr(bi, "DEFAULT_INIT", bi.BUILTIN)  # the default the lead may switch to
+    assert bi.resolve_init(None, "ulstm").builtin == "builtin-ulstm"
+    assert bi.resolve_init(None, "unet", model_config=default_model_config("unet")).builtin == "builtin-unet"
+    assert bi.resolve_init(None, "unet", model_config=default_model_config("unet", base_channels=4)).random
+    assert bi.resolve_init(None, "unet", "classes").random and bi.resolve_init(None, "segnet").random
+    monkeypatch.undo()
     copy = save_checkpoint(bi.load_builtin("builtin-unet"), tmp_path / "mine.pt")
     mine = bi.resolve_init(str(copy), "unet")
     assert mine.builtin is None and mine.checkpoint.model_config.name == "unet"  # a file of the user's

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from napari_cellseq.core.builtin import DEFAULT_INIT
 from napari_cellseq.core.checkpoint import load_checkpoint
 from napari_cellseq.gui import _layers
 from napari_cellseq.gui._run import RunState
@@ -107,8 +108,6 @@ def test_stop_keeps_a_loadable_model(make_napari_viewer, qtbot, gui_movie, tmp_p
 
 def test_start_from_the_builtin_then_a_network_without_one(make_napari_viewer, qtbot, gui_movie, tmp_path,
                                                           notifications):
-    from napari_cellseq.core.builtin import DEFAULT_INIT
-
     viewer = _viewer_with_annotations(make_napari_viewer, gui_movie)
     widget = dock(viewer, TrainWidget)
     assert widget.start_from.value == DEFAULT_INIT
@@ -187,7 +186,7 @@ def test_inputs_are_snapshots_with_partial_frames(make_napari_viewer, gui_movie)
     kwargs = widget.job_kwargs()
     assert kwargs["partial_frames"] == (1,) and kwargs["background_label"] == 4000
     assert kwargs["train_config"].max_time == 120 and kwargs["train_config"].iterations is None
-    assert kwargs["model_config"].name == "ulstm" and kwargs["init"] is None
+    assert kwargs["model_config"].name == "ulstm" and kwargs["init"] == DEFAULT_INIT  # "start from" default
     annotations.data[3, :5, :5] = 9  # the user keeps painting: the snapshot does not change
     assert not kwargs["labels"][3].any()
     assert kwargs["image"] is not viewer.layers["cells"].data

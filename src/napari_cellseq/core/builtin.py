@@ -194,7 +194,7 @@ class StartingPoint:
         return self.checkpoint is None
 
 
-def resolve_init(init: Any, network: str, target: str = "3class") -> StartingPoint:
+def resolve_init(init: Any, network: str, target: str = "3class", model_config: Any = None) -> StartingPoint:
     """What training starts from, for what the caller gave as ``init``.
 
     init : ``None`` (:data:`DEFAULT_INIT`), ``"random"``, ``"builtin"`` (the built-in of
@@ -202,6 +202,9 @@ def resolve_init(init: Any, network: str, target: str = "3class") -> StartingPoi
         :class:`~napari_cellseq.core.checkpoint.Checkpoint` or a :class:`StartingPoint`
         (resolved before: returned as it is).
     network, target : the run's network and target (they choose the built-in for ``"builtin"``).
+    model_config : the network config the caller asked for, if any: as a default (``init`` None
+        with :data:`DEFAULT_INIT` ``"builtin"``), a built-in is only taken when it is the
+        network's default config (a ``--width`` of the caller's own starts from random weights).
 
     Raises :class:`InputError` when ``"builtin"`` is asked for and none fits, or for a model
     file that cannot be read (:class:`~napari_cellseq.core.errors.ModelFileError`).
@@ -213,7 +216,7 @@ def resolve_init(init: Any, network: str, target: str = "3class") -> StartingPoi
     if isinstance(init, Checkpoint):
         return StartingPoint(init)
     if init is None:
-        if DEFAULT_INIT == RANDOM or builtin_for(network, target) is None:
+        if DEFAULT_INIT == RANDOM or builtin_for(network, target) is None or not _default_config(model_config):
             return StartingPoint()
         init = DEFAULT_INIT
     text = os.fspath(init)
@@ -235,6 +238,17 @@ def resolve_init(init: Any, network: str, target: str = "3class") -> StartingPoi
     from .pipeline import load_model
 
     return StartingPoint(load_model(text))
+
+
+def _default_config(model_config: Any) -> bool:
+    """Whether ``model_config`` (None: not given) is its network's default (any classes)."""
+    if model_config is None:
+        return True
+    from dataclasses import replace
+
+    from .models import default_model_config
+
+    return replace(model_config, num_classes=3) == replace(default_model_config(model_config.name), num_classes=3)
 
 
 def segment_model(model: Any, n_frames: int) -> Any:

@@ -171,7 +171,8 @@ def plan_run(
         validation = []
     train_config = train_config or TrainConfig()
     check_budget(train_config)
-    start = resolve_init(init, (model_config or ModelConfig()).name, (data_config or DataConfig()).target)
+    start = resolve_init(init, (model_config or ModelConfig()).name, (data_config or DataConfig()).target,
+                         model_config)
     base = start.checkpoint
     if base is not None:
         if model_config is not None and model_config.name != base.model_config.name:
