@@ -42,6 +42,7 @@ __all__ = [
     "builtin_names",
     "get_builtin",
     "builtin_for",
+    "no_builtin_message",
     "builtin_path",
     "builtin_of_path",
     "load_builtin",

@@ -210,14 +210,15 @@ def segment_events(
     """
     from .builtin import segment_model
 
-    movie = _Frames(_open_image(image))
-    n = movie.shape[0]
-    ckpt = load_model(segment_model(model, n))
+    shape = tuple(getattr(image, "shape", None) or np.shape(image))
+    ckpt = load_model(segment_model(model, shape[0] if len(shape) == 3 else 1))  # (the model first)
     target = ckpt.data_config.target
     output = output or ("classes" if target == "classes" else "instances")
     if output not in OUTPUTS:
         raise InputError(f"unknown output {output!r}: choose one of {', '.join(OUTPUTS)}")
     threshold = ckpt.postprocess_config.threshold
+    movie = _Frames(_open_image(image))
+    n = movie.shape[0]
     frames = list(range(n)) if frames is None else sorted(set(int(t) for t in frames))
     bad = [t for t in frames if not 0 <= t < n]
     if bad:
