@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from napari_cellseq.core.builtin import DEFAULT_INIT
 from napari_cellseq.core.checkpoint import load_checkpoint
 from napari_cellseq.gui import _layers
 from napari_cellseq.gui._run import RunState
@@ -105,6 +106,34 @@ def test_stop_keeps_a_loadable_model(make_napari_viewer, qtbot, gui_movie, tmp_p
     assert "stopped" in widget.status.value
 
 
+def test_start_from_the_builtin_then_a_network_without_one(make_napari_viewer, qtbot, gui_movie, tmp_path,
+                                                          notifications):
+    viewer = _viewer_with_annotations(make_napari_viewer, gui_movie)
+    widget = dock(viewer, TrainWidget)
+    assert widget.start_from.value == DEFAULT_INIT
+    assert widget.start_file.native.isHidden()  # shown for "model file…" only
+    widget.start_from.value = "builtin"
+    assert widget.model.enabled and widget.train_button.enabled  # the network picks its built-in
+    set_tiny_budget(widget, iterations=2)
+    widget.model_file.value = str(tmp_path / "tuned.pt")
+    widget.train_button.clicked()
+    wait_idle(qtbot, widget)
+    assert widget.run.state is RunState.DONE, errors(notifications)
+    ckpt = load_checkpoint(tmp_path / "tuned.pt")
+    assert ckpt.model_config.name == "ulstm" and ckpt.training.started_from == "builtin-ulstm"
+    assert ckpt.training["iterations"] == 2  # this run's steps only
+
+    widget.model.value = "segnet"  # no built-in: falls back to random weights, and says so
+    assert widget.start_from.value == "random" and "no built-in weights for segnet" in widget.start_note.value
+    widget.model.value = "unet"
+    assert widget.start_from.value == "builtin" and widget.start_note.native.isHidden()
+    widget.start_from.value = "file"
+    assert not widget.start_file.native.isHidden() and "start file" in widget.reason.value
+    widget.start_file.value = str(tmp_path / "tuned.pt")
+    assert widget.model.value == "ulstm" and not widget.model.enabled  # the file decides the network
+    assert widget.train_button.enabled
+
+
 def test_reasons_disable_train_as_the_user_edits(make_napari_viewer, qtbot, gui_movie):
     viewer = _viewer_with_annotations(make_napari_viewer, gui_movie, frames=())
     widget = dock(viewer, TrainWidget)
@@ -119,7 +148,7 @@ def test_reasons_disable_train_as_the_user_edits(make_napari_viewer, qtbot, gui_
     assert not widget.train_button.enabled
     assert widget.reason.value.startswith("labels layer shape (4, 50, 50) differs from image (4, 96, 96)")
     widget.annotations.value = layer
-    widget.start_from.value = "continue"
+    widget.start_from.value = "current"
     assert "no current model" in widget.reason.value and not widget.train_button.enabled
 
 
@@ -157,7 +186,7 @@ def test_inputs_are_snapshots_with_partial_frames(make_napari_viewer, gui_movie)
     kwargs = widget.job_kwargs()
     assert kwargs["partial_frames"] == (1,) and kwargs["background_label"] == 4000
     assert kwargs["train_config"].max_time == 120 and kwargs["train_config"].iterations is None
-    assert kwargs["model_config"].name == "ulstm" and kwargs["init"] is None
+    assert kwargs["model_config"].name == "ulstm" and kwargs["init"] == DEFAULT_INIT  # "start from" default
     annotations.data[3, :5, :5] = 9  # the user keeps painting: the snapshot does not change
     assert not kwargs["labels"][3].any()
     assert kwargs["image"] is not viewer.layers["cells"].data
@@ -194,7 +223,7 @@ def test_default_model_file_survives_closing_napari(make_napari_viewer, qtbot, g
     assert segment.model.value == str(path.parent / "cells-cellseq.pt")  # found again
     train = dock(viewer, TrainWidget)
     assert train.model_file.value == path.parent / "cells-cellseq-2.pt"  # never replaces it
-    train.start_from.value = "continue"
+    train.start_from.value = "current"
     assert train.current.value.startswith("current: unet, 1 iterations")
 
 

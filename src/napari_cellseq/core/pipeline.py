@@ -51,11 +51,21 @@ def load_model(model: Checkpoint | str | os.PathLike) -> Checkpoint:
     """A checkpoint, or the model file at ``model`` read without executing code from it (a
     napari-cellseq model file, or a BioImage Model Zoo ``.zip`` napari-cellseq exported).
 
+    A built-in's name (``"builtin-unet"``, ``"builtin-ulstm"``: :mod:`.builtin`) reads that
+    built-in; ``"builtin"`` needs the input to choose one (:func:`segment_events` does).
+
     Raises :class:`ModelFileError` for a missing, damaged, foreign or newer file, including a
     file for a network this installation does not know (e.g. written by a newer version).
     """
     if isinstance(model, Checkpoint):
         return model
+    from .builtin import BUILTIN, builtin_names, get_builtin, load_builtin
+
+    if get_builtin(os.fspath(model)) is not None:
+        return load_builtin(os.fspath(model))
+    if os.fspath(model) == BUILTIN:
+        raise InputError(f"'builtin' chooses the built-in that fits the input: name one here instead "
+                         f"({', '.join(builtin_names())})")
     from .bioimageio.package import is_zoo_package, load_package
 
     if is_zoo_package(model):  # a BioImage Model Zoo .zip napari-cellseq exported
@@ -224,9 +234,14 @@ def segment_events(
     zarr); it is read one frame at a time. Bad input raises
     :class:`~napari_cellseq.core.errors.InputError` before the first event; a device out of
     memory makes the tiles smaller (see :class:`~napari_cellseq.core.inference.Predictor`).
-    ``tile`` is the largest tile side; None means ``default_tile(device)``.
+    ``tile`` is the largest tile side; None means ``default_tile(device)``. ``model`` may also
+    be ``"builtin"`` (the built-in U-LSTM for a movie, the U-Net for a single image) or a
+    built-in's name (:mod:`.builtin`).
     """
-    ckpt = load_model(model)
+    from .builtin import segment_model
+
+    shape = tuple(getattr(image, "shape", None) or np.shape(image))
+    ckpt = load_model(segment_model(model, shape[0] if len(shape) == 3 else 1))  # (the model first)
     target = ckpt.data_config.target
     output = output or ("classes" if target == "classes" else "instances")
     if output not in OUTPUTS:

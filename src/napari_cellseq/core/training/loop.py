@@ -204,6 +204,7 @@ def run(plan: TrainPlan, out_path: str | os.PathLike,
         focal_gamma=config.focal_gamma if plan.loss == "normalized_focal" else None,
         edge_weight=config.edge_weight if plan.loss == "edge_weighted" else None,
         validation_frames=plan.validation_frames,
+        started_from=prior.started_from,
         origin=plan.origin,
     )
 

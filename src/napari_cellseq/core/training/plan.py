@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import Checkpoint, load_checkpoint
+from ..builtin import resolve_init
+from ..checkpoint import Checkpoint
 from ..config import CROP_BATCH, SEQUENCE_BATCH, DataConfig, ModelConfig, PostprocessConfig, TrainConfig
 from ..data.dataset import annotated_frames, as_movie, movie_spans, target_classes
 from ..device import resolve_device
@@ -137,10 +138,14 @@ def plan_run(
         :class:`~napari_cellseq.core.io.PaintedFrames`): it is then checked and read frame by
         frame, never whole (see :func:`~napari_cellseq.core.pipeline.prepare_training_inputs`).
     frames : frames to learn from (default: every annotated frame, minus validation frames).
-    init : a model file or checkpoint to continue from; its model and data settings are kept
-        (except crop size and sampling, taken from ``data_config``), its loss unless
-        ``train_config.loss`` names one; its threshold is dropped (it was chosen for the old
-        weights).
+    init : what to start from (:func:`~napari_cellseq.core.builtin.resolve_init`): ``None``
+        (:data:`~napari_cellseq.core.builtin.DEFAULT_INIT`), ``"random"``, ``"builtin"`` (the
+        built-in of the network of ``model_config`` and the target of ``data_config``), a
+        built-in's name, or a model file or checkpoint to continue from. A model's network and
+        data settings are kept (except crop size and sampling, taken from ``data_config``), its
+        loss unless ``train_config.loss`` names one; its threshold is dropped (it was chosen for
+        the old weights). A built-in is fine-tuned: the record counts this run's steps only and
+        names it (``started_from``); the smallest object size is learnt from the painted cells.
     validation_frames : annotated frames held out of training. With ``roc_threshold`` (default)
         the foreground threshold is chosen on them (pixel-wise ROC); with ``score_checkpoints``
         they are segmented and scored after every checkpoint (they must then be completely
@@ -177,22 +182,28 @@ def plan_run(
         validation = []
     train_config = train_config or TrainConfig()
     check_budget(train_config)
-    base = None
-    if init is not None:
-        base = init if isinstance(init, Checkpoint) else load_checkpoint(init)
+    start = resolve_init(init, (model_config or ModelConfig()).name, (data_config or DataConfig()).target,
+                         model_config)
+    base = start.checkpoint
+    if base is not None:
         if model_config is not None and model_config.name != base.model_config.name:
+            what = f"the built-in {start.builtin}" if start.builtin else "--init"
             raise InputError(
-                f"--init holds a {base.model_config.name!r} model but --model asks for "
-                f"{model_config.name!r}: drop --model or start fresh without --init"
+                f"{what} holds a {base.model_config.name!r} model but --model asks for "
+                f"{model_config.name!r}: drop --model or start from random weights (--init random)"
             )
         model_config = base.model_config
         asked = data_config or base.data_config  # crop size and sampling are the caller's choice
         data_config = replace(base.data_config, crop_size=asked.crop_size, sampling=asked.sampling)
-        # a threshold chosen for the old weights does not hold for the new ones
-        postprocess_config = postprocess_config or replace(base.postprocess_config, threshold=None)
+        if not start.builtin:  # (a built-in's smallest object is the synthetic cells': learnt anew)
+            # a threshold chosen for the old weights does not hold for the new ones
+            postprocess_config = postprocess_config or replace(base.postprocess_config, threshold=None)
     model_config = model_config or ModelConfig()
     data_config = data_config or DataConfig()
-    prior = TrainingRecord.from_dict(base.training) if base is not None else None
+    if start.builtin:  # fine-tuning: the record counts this run, and names where it started
+        prior = TrainingRecord(started_from=start.builtin)
+    else:
+        prior = TrainingRecord.from_dict(base.training) if base is not None else None
     loss = train_config.loss or (prior.loss if prior is not None else None) or default_loss(model_config.name)
     loss_fn = loss_function(loss, train_config.focal_gamma)  # unknown names fail here
     device = resolve_device(train_config.device)
