@@ -69,6 +69,8 @@ class TrainingRecord(Mapping):
     focal_gamma : only with loss ``normalized_focal``; edge_weight : only with ``edge_weighted``.
     threshold : how the post-processing threshold was chosen (``None``: not chosen).
     validation : the last scores on the validation frames (only when they were scored).
+    started_from : the built-in model the weights were fine-tuned from (``"builtin-unet"``, ...;
+        kept when such a model is continued again); ``None``: random weights.
     origin : what made the training data when the caller said (``plan_run(origin=...)``), e.g.
         the built-in weights' script, seed, cores and generator styles: a mapping of names to
         texts, numbers, booleans or (nested) lists / mappings of them (``None``: not said).
@@ -92,6 +94,7 @@ class TrainingRecord(Mapping):
     validation_frames: tuple[int, ...] = ()
     threshold: ThresholdChoice | None = None
     validation: ValidationRecord | None = None
+    started_from: str | None = None
     origin: Mapping[str, Any] | None = None
 
     # -- the stored layout -------------------------------------------------------------------
@@ -102,7 +105,8 @@ class TrainingRecord(Mapping):
                                "frames": list(self.frames)}
         if self.value_range is not None:
             out["value_range"] = list(self.value_range)
-        for name in ("seed", "optimizer", "lr", "batch_size", "device", "loss", "focal_gamma", "edge_weight"):
+        for name in ("seed", "optimizer", "lr", "batch_size", "device", "loss", "focal_gamma", "edge_weight",
+                     "started_from"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         choice = self.threshold
@@ -214,6 +218,7 @@ class TrainingRecord(Mapping):
             validation_frames=validation_frames,
             threshold=choice,
             validation=validation,
+            started_from=check.text("training.started_from", get("started_from")),
             origin=None if get("origin") is None else check.plain("training.origin", get("origin")),
         )
 
@@ -231,7 +236,8 @@ def _plain(value: Any) -> Any:
 
 _KEYS = frozenset({"iterations", "seconds", "frames", "value_range", "seed", "optimizer", "lr",
                    "batch_size", "device", "loss", "focal_gamma", "edge_weight", "validation_frames",
-                   "roc_auc", "threshold", "calibration", "validation", "origin"})
+                   "roc_auc", "threshold", "calibration", "validation", "origin",
+                   "started_from"})
 _CALIBRATION_KEYS = frozenset({"frames", "threshold", "seg", "ap50", "argmax_seg", "argmax_ap50"})
 
 
