@@ -76,11 +76,12 @@ def held_out_frames(args) -> list[int]:
 
 
 def train_on_painted_frames(name: str, image, gt, args, model_file: Path, on_event=None,
-                            checkpoint_every: float | None = None) -> tuple[int, float]:
+                            checkpoint_every: float | None = None, init: str | None = None) -> tuple[int, float]:
     """Train ``name`` on the ground truth of the training frames only; (steps, seconds).
 
     ``on_event`` sees every training event; ``checkpoint_every`` overrides TrainConfig's seconds
-    between model-file writes.
+    between model-file writes; ``init`` is what the weights start from (``"builtin"``,
+    ``"random"``, a model file; None: ``core.builtin.DEFAULT_INIT``).
     """
     train_frames = list(range(args.train_frames[0], args.train_frames[1] + 1))
     painted = np.zeros_like(gt)
@@ -93,7 +94,7 @@ def train_on_painted_frames(name: str, image, gt, args, model_file: Path, on_eve
     steps, seconds = 0, float("nan")
     for event in train(image, painted, model_file, model_config=default_model_config(name, **overrides),
                        data_config=DataConfig(target=args.target, sampling=args.sampling, crop_size=args.crop),
-                       train_config=cfg):
+                       train_config=cfg, init=init):
         if on_event is not None:
             on_event(event)
         if isinstance(event, Step):

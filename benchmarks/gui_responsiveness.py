@@ -74,6 +74,7 @@ class StallMeter:
 
         self.interval = interval_ms / 1000
         self.gaps: list[float] = []
+        self.ends: list[float] = []  # perf_counter at the end of each gap
         self._last = None
         self.timer = QTimer()
         self.timer.setInterval(interval_ms)
@@ -83,10 +84,12 @@ class StallMeter:
         now = time.perf_counter()
         if self._last is not None:
             self.gaps.append(now - self._last)
+            self.ends.append(now)
         self._last = now
 
     def start(self) -> None:
         self.gaps.clear()
+        self.ends.clear()
         self._last = None
         self.timer.start()
 
@@ -132,7 +135,10 @@ def in_napari(viewer, image, labels, args, mode: str, preview: bool, out) -> dic
     elapsed: list[float] = []
     previews: list[int] = []
 
+    events: list[tuple[float, str]] = []
+
     def on_event(event):
+        events.append((time.perf_counter(), type(event).__name__))
         if isinstance(event, Step):
             if not first_step:
                 first_step.append(time.perf_counter())
@@ -151,9 +157,9 @@ def in_napari(viewer, image, labels, args, mode: str, preview: bool, out) -> dic
             app.processEvents()
         if out.exists():
             out.unlink()
+        meter.start()  # before the click: the click handler (snapshots, planning) blocks the loop too
         t0 = time.perf_counter()
         widget.train_button.clicked()
-        meter.start()
         while widget.run.state.busy:
             app.processEvents()
             time.sleep(0.001)
@@ -173,9 +179,21 @@ def in_napari(viewer, image, labels, args, mode: str, preview: bool, out) -> dic
         "p99_ms": meter.p99_stall_ms(),
         "ticks": len(meter.gaps),
         "previews": len(previews),
+        "worst": _worst_stalls(meter, events, t0),
     }
     viewer.window.remove_dock_widget(dock)
     return result
+
+
+def _worst_stalls(meter: StallMeter, events: list[tuple[float, str]], t0: float, n: int = 3) -> list[str]:
+    """The ``n`` longest stalls: when they ended (s after the click) and the last event before."""
+    out = []
+    for i in sorted(range(len(meter.gaps)), key=meter.gaps.__getitem__, reverse=True)[:n]:
+        end = meter.ends[i]
+        before = [name for t, name in events if t <= end]
+        out.append(f"{1000 * (meter.gaps[i] - meter.interval):.0f} ms at {end - t0:.1f} s "
+                   f"(after {before[-1] if before else 'the click'}, event {len(before)} of {len(events)})")
+    return out
 
 
 def main(argv=None) -> int:
@@ -230,7 +248,7 @@ def main(argv=None) -> int:
             results[key].append(res)
             print(f"  run {r + 1} {key}: {res['steps_per_s']:.2f} steps/s, longest stall "
                   f"{res['stall_ms']:.0f} ms, p99 {res['p99_ms']:.0f} ms, start-up {res['startup_s']:.1f} s, "
-                  f"{res['previews']} previews", flush=True)
+                  f"{res['previews']} previews; worst: {'; '.join(res['worst'])}", flush=True)
     viewer.close()
 
     base = statistics.median(r["steps_per_s"] for r in results["headless"])

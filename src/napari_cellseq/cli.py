@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+import contextlib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -165,20 +166,37 @@ def _model_config(args):
 
 
 def _cmd_train(args) -> int:
-    from .core.config import DataConfig, TrainConfig
-    from .core.io.sources import read_movie, read_training_labels
-    from .core.io import parse_frames
-    from .core.pipeline import load_model
-    from .core.training import plan_run, train
+    from .core.builtin import BUILTIN, RANDOM, resolve_init
+    from .core.errors import CellseqError
+    from .core.io.sources import open_movie, open_training_labels
 
     out = Path(args.out)
     _check_out(out, args.overwrite)
     # an unknown --model fails here, before the images are read; continuing keeps the file's network
-    model_config = _model_config(args) if args.init is None or args.model else None
-    init = load_model(args.init) if args.init else None
-    image = read_movie(args.image, args.channel)  # TIFF, CTC sequence folder or OME-Zarr
-    labels, frames = read_training_labels(args.labels, image.shape)  # frames: from CTC man_seg names
-    n_frames = 1 if image.ndim == 2 else max(image.shape[0], 1)
+    # (a model file or a built-in's name brings its network; builtin and random take --model's)
+    model_config = _model_config(args) if args.model or args.init in (None, BUILTIN, RANDOM) else None
+    # the starting point too (a model file read, the built-in of --model and --target chosen)
+    init = resolve_init(args.init, (model_config.name if model_config else "unet"), args.target, model_config)
+    if init.builtin and args.width is not None and args.width != init.checkpoint.model_config.base_channels:
+        raise CellseqError(f"--width {args.width}: the built-in {init.builtin} has width "
+                           f"{init.checkpoint.model_config.base_channels}; drop --width or start from "
+                           "random weights (--init random)")
+    # The movie and the labels stay on disk, open for the whole run (memory-mapped or page by
+    # page): training reads only the frames it needs, so a movie larger than memory trains.
+    with contextlib.ExitStack() as files:
+        image = files.enter_context(open_movie(args.image, args.channel))  # TIFF, CTC folder or OME-Zarr
+        # frames: from CTC man_seg names
+        labels, frames = files.enter_context(open_training_labels(args.labels, tuple(image.shape)))
+        return _train_opened(args, out, image, labels, frames, model_config, init)
+
+
+def _train_opened(args, out: Path, image, labels, frames, model_config, init) -> int:
+    """``train`` on the opened movie and labels (see :func:`_cmd_train`)."""
+    from .core.config import DataConfig, TrainConfig
+    from .core.io import parse_frames
+    from .core.training import plan_run, train
+
+    n_frames = 1 if len(image.shape) == 2 else max(int(image.shape[0]), 1)
     # an empty value ("") is not the absent flag: parse_frames refuses it ("empty frame selection")
     if args.frames is not None:
         frames = parse_frames(args.frames, n_frames)
@@ -275,12 +293,14 @@ def _cmd_segment(args) -> int:
     from .core.io.sources import open_movie
     from .core.pipeline import FrameLabels, load_model, segment_events
     from .cli_batch import segment_blockwise, segment_many, wants_batch
+    from .core.builtin import segment_model
 
     if args.blocks is not None:  # one frame larger than memory, block by block, into zarr
         return segment_blockwise(args, _Progress)
     if args.overlap is not None:
         raise CellseqError("--overlap is the overlap of the blocks of --blocks PIXELS: add --blocks, or drop --overlap")
     if wants_batch(args):  # several movies, a glob, a folder for --out or a scheduler
+        args.model = segment_model(args.model, n_frames=2)  # builtin: the U-LSTM, for movies
         return segment_many(args, _Progress)
     args.image = args.image[0]
     out = Path(args.out)
@@ -299,7 +319,7 @@ def _cmd_segment(args) -> int:
         n = 1 if len(shape) == 2 else shape[0]
         if args.ctc:
             refuse_existing([out / ctc_mask_name(t, n) for t in range(n)], args.overwrite, "another --out folder")
-        ckpt = load_model(args.model)
+        ckpt = load_model(segment_model(args.model, n))  # builtin: the one that fits the movie
         frames = parse_frames(args.frames, n) if args.frames is not None else None
         bar = _Progress("segment")
         events = segment_events(image, ckpt, device=args.device, frames=frames, tile=args.tile,
@@ -377,6 +397,8 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_models(args) -> int:
+    from .core.builtin import BUILTINS
+    from .core.errors import CellseqError
     from .core.losses import default_loss
     from .core.models import available_models, default_model_config, model_info, parameter_count
 
@@ -388,6 +410,15 @@ def _cmd_models(args) -> int:
         loss = default_loss(name)
         print(f"{name:{width}s} {params:>12,d} parameters  {info.input_kind:11s} "
               f"loss {loss:16s} {info.paper}")
+    print()
+    print("built-in weights (train --init builtin|NAME, segment --model builtin|NAME):")
+    width = max(len(b.name) for b in BUILTINS)
+    for b in BUILTINS:
+        try:
+            size = f"{b.size_bytes() / 1e6:5.1f} MB"
+        except CellseqError:
+            size = "MISSING (broken installation: reinstall napari-cellseq)"
+        print(f"{b.name:{width}s} {b.network:6s} target {b.target:7s} {size}  learned from {b.learned_from}")
     return 0
 
 
@@ -491,6 +522,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .core.builtin import BUILTIN, BUILTINS, DEFAULT_INIT
     from .core.config import CROP_BATCH, DEVICES, LOSSES, OPTIMIZERS, OUTPUTS, SAMPLINGS, SEQUENCE_BATCH, TARGETS
 
     devices = "|".join(DEVICES)
@@ -518,7 +550,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=_POSITIVE_INT, help="optimiser steps at most")
     p.add_argument("--device", type=_device, default="auto", help=f"{devices} (or cuda:N)")
     p.add_argument("--seed", type=_SEED, default=0, help="seeds the network's initial weights and the crops")
-    p.add_argument("--init", help="model file to continue training from (e.g. one left by an interrupted run)")
+    p.add_argument("--init", metavar="builtin|random|NAME|FILE",
+                   help="what the weights start from: builtin (the built-in weights of --model for cell "
+                        f"targets: {', '.join(f'{b.network} ({b.name})' for b in BUILTINS)}; see `models`), "
+                        "a built-in's NAME, random, or a model FILE to continue from (e.g. one left by an "
+                        f"interrupted run); default: {DEFAULT_INIT}"
+                        + (" (random where no built-in fits)" if DEFAULT_INIT == BUILTIN else ""))
     p.add_argument("--batch-size", type=_POSITIVE_INT,
                    help=f"crops (frame models, default {CROP_BATCH}) or sequences (U-LSTM and other "
                         f"temporal models, default {SEQUENCE_BATCH}) per step")
@@ -549,7 +586,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("segment", help="segment every frame of a movie (or of many) with a trained model")
-    p.add_argument("--model", required=True, help="model file from `train`")
+    p.add_argument("--model", required=True, metavar="FILE|builtin|NAME",
+                   help="model file from `train`; or builtin: the built-in weights, before any training (the "
+                        "U-LSTM for a movie, the U-Net for a single image; for several movies the U-LSTM); or "
+                        f"a built-in's NAME ({', '.join(b.name for b in BUILTINS)}; see `models`)")
     p.add_argument("--image", required=True, action="append",
                    help="image TIFF, (Y,X) or (T,Y,X); or a Cell Tracking Challenge sequence folder (DATA/01 with "
                         "t000.tif, ...); or an OME-Zarr image (.zarr, level 0); repeat it, or give a quoted glob such "
@@ -592,7 +632,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_export_bioimageio_parser(sub)
 
-    p = sub.add_parser("models", help="list the available networks")
+    p = sub.add_parser("models", help="list the available networks and the built-in weights")
     p.set_defaults(func=_cmd_models)
 
     p = sub.add_parser("demo", help="train on the built-in synthetic movie, segment, score")

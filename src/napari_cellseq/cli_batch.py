@@ -133,6 +133,7 @@ def segment_many(args, progress_factory) -> int:
 def segment_blockwise(args, progress_factory) -> int:
     """``segment --blocks``: one 2-D frame, block by block (on ``--scheduler``), into a zarr
     array; returns the exit code. Every bad combination is refused before any work."""
+    from .core.builtin import segment_model
     from .core.distributed import require
     from .core.distributed.blocks import BlocksDone, BlocksStitched, open_plane, segment_blocks_events
     from .core.distributed.cluster import open_client, parse_scheduler
@@ -175,7 +176,7 @@ def segment_blockwise(args, progress_factory) -> int:
     kind, _ = parse_scheduler(args.scheduler)
     require("dask", "zarr", "dask_image", *(("distributed",) if kind != "none" else ()))
     refuse_existing([out], args.overwrite, instead="another --out")
-    ckpt = load_model(args.model)
+    ckpt = load_model(segment_model(args.model, n_frames=1))  # builtin: the U-Net, for one frame
     plane = open_plane(images[0], frame, args.channel)
     bar = progress_factory("segment")
     result = None

@@ -85,3 +85,53 @@ def test_sequence_batch_marks_unannotated_frames(small_movie):
     # every window contains at least one annotated frame, and not all of them are annotated
     assert np.all(per_frame.max(axis=1) == 1)
     assert per_frame.sum() < 10
+
+
+def test_a_pool_of_movies_is_normalised_movie_by_movie(small_movie):
+    """Movies put end to end (``movie_lengths``): each is normalised with its own percentiles,
+    so an 8-bit movie and a dark 16-bit one look alike to the network."""
+    image, labels = small_movie
+    dim = (image[:3] // 200).astype(np.float32)  # a much darker movie of 3 frames
+    pool = np.concatenate([image[3:].astype(np.float32), dim])
+    pool_labels = np.concatenate([labels[3:], labels[:3]])
+    data = TrainingSet(pool, pool_labels, DataConfig(), movie_lengths=(3, 3))
+    movie = data.normalized_movie()
+    for a, b in ((0, 3), (3, 6)):
+        assert np.percentile(movie[a:b], 1) == pytest.approx(0.0, abs=1e-4)
+        assert np.percentile(movie[a:b], 99.8) == pytest.approx(1.0, abs=1e-4)
+    assert data.value_range is None  # one range per movie
+    one = TrainingSet(pool, pool_labels, DataConfig())
+    assert np.percentile(one.normalized_movie()[3:], 99.8) < 0.2  # normalised as one movie: dim
+    assert one.value_range is not None
+
+
+def test_sequences_stay_inside_their_movie(small_movie):
+    image, labels = small_movie
+    pool = np.concatenate([image, image, image])
+    pool_labels = np.concatenate([labels, labels, labels])
+    data = TrainingSet(pool, pool_labels, DataConfig(crop_size=32), movie_lengths=(6, 6, 6))
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(200):
+        window = data._random_window(rng, 5)
+        movies = {t // 6 for t in window}
+        assert len(movies) == 1, window
+        seen |= movies
+    assert seen == {0, 1, 2}
+
+
+def test_one_movie_windows_are_as_before(small_movie):
+    """Without ``movie_lengths`` the windows (and so seeded runs) are those of one movie."""
+    image, labels = small_movie
+    data = TrainingSet(image, labels, DataConfig(crop_size=32))
+    same = TrainingSet(image, labels, DataConfig(crop_size=32), movie_lengths=(6,))
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    for _ in range(20):
+        assert data._random_window(a, 4) == same._random_window(b, 4)
+
+
+@pytest.mark.parametrize("lengths", [(3, 2), (6, 0), (7,)])
+def test_movie_lengths_must_split_the_frames(small_movie, lengths):
+    image, labels = small_movie
+    with pytest.raises(InputError, match="do not split the 6 frames"):
+        TrainingSet(image, labels, DataConfig(), movie_lengths=lengths)

@@ -83,7 +83,7 @@ def test_full_flow_with_screenshot(make_napari_viewer, qtbot, cellseq_plugin, tr
     assert annotate.annotated_frames() == [0, 3, 10]
 
     # continue training from the current model (the loaded U-Net)
-    train.start_from.value = "continue"
+    train.start_from.value = "current"
     assert not train.model.enabled and train.model.value == "unet"
     set_tiny_budget(train, iterations=2)
     train.model_file.value = str(tmp_path / "continued.pt")

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 
+from napari_cellseq.core.builtin import DEFAULT_INIT
 from napari_cellseq.core.config import DEVICES, LOSSES, OPTIMIZERS, OUTPUTS, SAMPLINGS, TARGETS
 from napari_cellseq.core.errors import CellseqError
 from napari_cellseq.gui._forms import (
@@ -55,8 +56,8 @@ def test_train_reasons_name_the_problem_and_the_fix():
     only = replace(ANNOTATIONS, annotated=(3,))
     assert "nothing is left to train on" in _form(validation=3, annotations=only).problem()
     assert _form(validation=3).problem() is None
-    assert "no current model to continue" in _form(start="continue").problem()
-    assert _form(start="continue", current_model="/tmp/old.pt").problem() is None
+    assert "no current model to continue" in _form(start="current").problem()
+    assert _form(start="current", current_model="/tmp/old.pt").problem() is None
     assert "multiple of 16" in _form(crop=100).problem()
     assert "model file" in _form(model_file="").problem()
 
@@ -72,14 +73,42 @@ def test_train_request_turns_values_into_configs():
         (7, None, 3, 1e-3, "edge_weighted", "rmsprop", "cpu")
     assert tc.checkpoint_every == CHECKPOINT_EVERY_S
     assert (dc.crop_size, dc.target, dc.sampling) == (96, "classes", "balanced")
-    assert kw["model_config"].name == "unet" and kw["init"] is None
+    assert kw["model_config"].name == "unet" and kw["init"] == DEFAULT_INIT  # "random" or "builtin"
     assert kw["partial_frames"] == (0,) and kw["background_label"] == 4000 and kw["validation_frame"] == 3
     minutes = train_request(_form(unit="minutes", budget=2), "I", "L")["train_config"]
     assert minutes.max_time == 120 and minutes.iterations is None
-    cont = train_request(_form(start="continue", current_model="/tmp/old.pt"), "I", "L")
+    cont = train_request(_form(start="current", current_model="/tmp/old.pt"), "I", "L")
     assert cont["init"] == "/tmp/old.pt" and cont["model_config"] is None  # the file decides
     with pytest.raises(CellseqError, match="paint at least one frame"):
         train_request(_form(annotations=replace(ANNOTATIONS, annotated=())), "I", "L")
+
+
+def test_train_start_from_builtin_current_file_or_random(tmp_path):
+    """"start from": the built-in of the network and target, the current model, a file, random."""
+    from napari_cellseq.gui._forms import start_choices
+
+    assert _form().start == DEFAULT_INIT  # the one default the lead switches after measuring
+    assert _form(start="builtin").problem() is None  # unet and ulstm have built-ins for cells
+    assert _form(start="builtin", model="ulstm").problem() is None
+    assert "no built-in weights for segnet (only for ulstm, unet)" in _form(start="builtin", model="segnet").problem()
+    assert "not classes" in _form(start="builtin", target="classes").problem()
+    assert _form(start="random", model="segnet", target="classes").problem() is None
+    assert "start file" in _form(start="file").problem()
+    assert "start file" in _form(start="file", start_file=str(tmp_path / "gone.pt")).problem()
+    old = tmp_path / "old.pt"
+    old.write_bytes(b"x")  # the file is read by the core when training starts
+    assert _form(start="file", start_file=str(old)).problem() is None
+
+    builtin = train_request(_form(start="builtin", model="ulstm"), "I", "L")
+    assert builtin["init"] == "builtin" and builtin["model_config"].name == "ulstm"  # the core picks the built-in
+    fresh = train_request(_form(start="random"), "I", "L")
+    assert fresh["init"] == "random" and fresh["model_config"].name == "unet"
+    from_file = train_request(_form(start="file", start_file=str(old)), "I", "L")
+    assert from_file["init"] == str(old) and from_file["model_config"] is None  # the file decides
+
+    assert [v for _, v in start_choices("unet", "3class")] == ["builtin", "current", "file", "random"]
+    assert start_choices("ulstm", "3class")[0][0] == "built-in weights (builtin-ulstm)"
+    assert "none for segnet" in start_choices("segnet", "3class")[0][0]
 
 
 def test_segment_form(tmp_path):

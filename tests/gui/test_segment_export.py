@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from napari_cellseq.core.builtin import builtin_path
 from napari_cellseq.core.checkpoint import load_checkpoint
 from napari_cellseq.gui.export_widget import ExportWidget
 from napari_cellseq.gui.segment_widget import SegmentWidget
@@ -19,8 +20,12 @@ def test_segment_all_then_current_frame(make_napari_viewer, qtbot, gui_movie, tr
     viewer = make_napari_viewer()
     viewer.add_image(image, name="cells")
     widget = dock(viewer, SegmentWidget)
-    assert not widget.run_button.enabled and "no model yet" in widget.reason.value
+    # before any training the built-in weights are offered, the U-LSTM for a movie first
+    assert widget.model.value == str(builtin_path("builtin-ulstm")) and widget.run_button.enabled
     assert widget.load_model(trained_unet)
+    assert widget.model.value == trained_unet
+    assert set(widget.model.choices) == {trained_unet, str(builtin_path("builtin-ulstm")),
+                                         str(builtin_path("builtin-unet"))}  # the built-ins stay offered
     assert widget.run_button.enabled
     widget.device.value = "cpu"
     widget.run_button.clicked()
@@ -38,6 +43,32 @@ def test_segment_all_then_current_frame(make_napari_viewer, qtbot, gui_movie, tr
     second = viewer.layers["cells (segmentation) [2]"]
     assert second.data[2].max() > 0 and not second.data[[0, 1, 3]].any()
     assert viewer.layers["cells (segmentation)"].data.any()  # the first result is untouched
+
+
+def test_segment_before_training_with_the_builtin(make_napari_viewer, qtbot, gui_movie, notifications):
+    """Nothing trained: Segment offers the built-in that fits the image and segments with it."""
+    image, _ = gui_movie
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="cells")
+    widget = dock(viewer, SegmentWidget)
+    ulstm, unet = str(builtin_path("builtin-ulstm")), str(builtin_path("builtin-unet"))
+    assert list(widget.model.choices) == [ulstm, unet] and widget.model.value == ulstm
+    assert widget.state.model_path == ulstm  # the session's current model (Train can fine-tune it)
+    assert widget.reason.value == "" and widget.run_button.enabled
+    widget.device.value = "cpu"
+    widget.run_button.clicked()
+    _wait_segment(qtbot, widget)
+    assert not errors(notifications), notifications
+    out = viewer.layers["cells (segmentation)"]
+    assert out.data.shape == image.shape and out.metadata["cellseq_model"] == ulstm
+    assert widget.progress.value == 4 and widget.status.value.startswith("done: 4 frame(s)")
+
+    viewer.add_image(image[0], name="one frame")  # a single image: the built-in U-Net fits
+    widget.image.value = viewer.layers["one frame"]
+    assert set(widget.model.choices) == {unet, ulstm} and widget.model.value == unet
+    widget.model.value = ulstm  # the user's choice stays while the image stays
+    widget.reset_choices()
+    assert widget.model.value == ulstm
 
 
 def test_segment_stop_keeps_finished_frames(make_napari_viewer, qtbot, trained_unet):
@@ -180,3 +211,22 @@ def test_segment_dask_layer_reads_one_frame_at_a_time(make_napari_viewer, qtbot,
     assert sorted(set(reads["worker"])) == list(range(n))  # the worker read the movie itself...
     assert peak[0] <= 2  # ...holding at most 2 frames at once (np.array(layer.data) holds all 12)
     assert len(reads["main"]) <= 2  # the GUI thread only draws the frame on screen
+
+
+def test_export_follows_the_newest_labels_layer_but_not_the_preview(make_napari_viewer, gui_movie):
+    """A segmentation that has just appeared is what the user wants to export; the training
+    preview layer never is."""
+    from napari_cellseq.gui._layers import PREVIEW_KEY
+
+    _, labels = gui_movie
+    viewer = make_napari_viewer()
+    truth = viewer.add_labels(labels, name="truth")
+    widget = dock(viewer, ExportWidget)
+    assert widget.labels_layer.value is truth
+    result = viewer.add_labels(labels, name="cells (segmentation)")
+    assert widget.labels_layer.value is result
+    viewer.add_labels(labels[:1], name="cells (preview)", metadata={PREVIEW_KEY: True})
+    assert widget.labels_layer.value is result
+    widget.labels_layer.value = truth  # the user's choice stays while no new layer comes
+    viewer.layers.remove("cells (preview)")
+    assert widget.labels_layer.value is truth

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from napari_cellseq.core.builtin import DEFAULT_INIT
 from napari_cellseq.core.checkpoint import load_checkpoint
 from napari_cellseq.gui import _layers
 from napari_cellseq.gui._run import RunState
@@ -105,6 +106,34 @@ def test_stop_keeps_a_loadable_model(make_napari_viewer, qtbot, gui_movie, tmp_p
     assert "stopped" in widget.status.value
 
 
+def test_start_from_the_builtin_then_a_network_without_one(make_napari_viewer, qtbot, gui_movie, tmp_path,
+                                                          notifications):
+    viewer = _viewer_with_annotations(make_napari_viewer, gui_movie)
+    widget = dock(viewer, TrainWidget)
+    assert widget.start_from.value == DEFAULT_INIT
+    assert widget.start_file.native.isHidden()  # shown for "model file…" only
+    widget.start_from.value = "builtin"
+    assert widget.model.enabled and widget.train_button.enabled  # the network picks its built-in
+    set_tiny_budget(widget, iterations=2)
+    widget.model_file.value = str(tmp_path / "tuned.pt")
+    widget.train_button.clicked()
+    wait_idle(qtbot, widget)
+    assert widget.run.state is RunState.DONE, errors(notifications)
+    ckpt = load_checkpoint(tmp_path / "tuned.pt")
+    assert ckpt.model_config.name == "ulstm" and ckpt.training.started_from == "builtin-ulstm"
+    assert ckpt.training["iterations"] == 2  # this run's steps only
+
+    widget.model.value = "segnet"  # no built-in: falls back to random weights, and says so
+    assert widget.start_from.value == "random" and "no built-in weights for segnet" in widget.start_note.value
+    widget.model.value = "unet"
+    assert widget.start_from.value == "builtin" and widget.start_note.native.isHidden()
+    widget.start_from.value = "file"
+    assert not widget.start_file.native.isHidden() and "start file" in widget.reason.value
+    widget.start_file.value = str(tmp_path / "tuned.pt")
+    assert widget.model.value == "ulstm" and not widget.model.enabled  # the file decides the network
+    assert widget.train_button.enabled
+
+
 def test_reasons_disable_train_as_the_user_edits(make_napari_viewer, qtbot, gui_movie):
     viewer = _viewer_with_annotations(make_napari_viewer, gui_movie, frames=())
     widget = dock(viewer, TrainWidget)
@@ -119,7 +148,7 @@ def test_reasons_disable_train_as_the_user_edits(make_napari_viewer, qtbot, gui_
     assert not widget.train_button.enabled
     assert widget.reason.value.startswith("labels layer shape (4, 50, 50) differs from image (4, 96, 96)")
     widget.annotations.value = layer
-    widget.start_from.value = "continue"
+    widget.start_from.value = "current"
     assert "no current model" in widget.reason.value and not widget.train_button.enabled
 
 
@@ -157,7 +186,7 @@ def test_inputs_are_snapshots_with_partial_frames(make_napari_viewer, gui_movie)
     kwargs = widget.job_kwargs()
     assert kwargs["partial_frames"] == (1,) and kwargs["background_label"] == 4000
     assert kwargs["train_config"].max_time == 120 and kwargs["train_config"].iterations is None
-    assert kwargs["model_config"].name == "ulstm" and kwargs["init"] is None
+    assert kwargs["model_config"].name == "ulstm" and kwargs["init"] == DEFAULT_INIT  # "start from" default
     annotations.data[3, :5, :5] = 9  # the user keeps painting: the snapshot does not change
     assert not kwargs["labels"][3].any()
     assert kwargs["image"] is not viewer.layers["cells"].data
@@ -194,7 +223,7 @@ def test_default_model_file_survives_closing_napari(make_napari_viewer, qtbot, g
     assert segment.model.value == str(path.parent / "cells-cellseq.pt")  # found again
     train = dock(viewer, TrainWidget)
     assert train.model_file.value == path.parent / "cells-cellseq-2.pt"  # never replaces it
-    train.start_from.value = "continue"
+    train.start_from.value = "current"
     assert train.current.value.startswith("current: unet, 1 iterations")
 
 
@@ -204,3 +233,59 @@ def test_sample_without_a_file_goes_to_the_user_data_folder(make_napari_viewer, 
     widget = dock(viewer, TrainWidget)
     assert str(widget.model_file.value).startswith(str(user_data_home))
     assert widget.model_file.value.name == "synthetic nuclei-cellseq.pt"
+
+
+def test_lazy_movie_trains_from_painted_frames_only(make_napari_viewer, qtbot, gui_movie, tmp_path, monkeypatch,
+                                                    notifications):
+    """A dask movie is not loaded: training reads the painted frames and the normalisation sample;
+    of a long annotation layer only the painted frames are copied and sent to the worker."""
+    import pickle
+    import threading
+
+    import pytest
+
+    da = pytest.importorskip("dask.array")
+    import dask
+
+    from napari_cellseq.core import pipeline
+    from napari_cellseq.core.io import PaintedFrames
+
+    image, truth = gui_movie
+    n, painted = 60, [5, 41]
+    movie = image[np.arange(n) % len(image)]
+    monkeypatch.setattr(pipeline, "_SAMPLE_PIXELS", 8 * 96 * 96)  # an 8-frame sample
+    monkeypatch.setenv("NAPARI_CELLSEQ_WORKER", "thread")  # to count the worker's reads here
+    reads: dict[str, list[int]] = {"main": [], "worker": []}
+
+    def load(block, block_info=None):
+        who = "main" if threading.current_thread() is threading.main_thread() else "worker"
+        reads[who].append(block_info[0]["chunk-location"][0])
+        return block.copy()
+
+    lazy = da.from_array(movie, chunks=(1, 96, 96)).map_blocks(load, dtype=movie.dtype)
+    annotations = np.zeros((n, 96, 96), dtype=np.uint16)
+    for t in painted:
+        annotations[t] = truth[t % len(image)]
+    with dask.config.set(scheduler="synchronous"):
+        viewer = make_napari_viewer()
+        viewer.add_image(lazy, name="big", contrast_limits=(0, int(movie.max())))
+        viewer.add_labels(annotations, name="big annotations")
+        widget = dock(viewer, TrainWidget)
+        set_tiny_budget(widget, iterations=1)
+        widget.model.value = "unet"
+        widget.model_file.value = str(tmp_path / "m.pt")
+        reads["main"].clear()
+        kwargs = widget.job_kwargs()
+        assert kwargs["image"] is lazy and not reads["main"]  # handed over unread
+        labels = kwargs["labels"]
+        assert isinstance(labels, PaintedFrames) and labels.painted == tuple(painted)
+        assert len(pickle.dumps(labels)) < 3 * annotations[0].nbytes  # of 60 frames
+        annotations[5, :3, :3] = 77  # painting on: the snapshot keeps what was painted at Train
+        assert not labels[5][:3, :3].any() and not labels[6].any()
+        widget.train_button.clicked()
+        wait_idle(qtbot, widget)
+    assert widget.run.state is RunState.DONE, errors(notifications)
+    assert load_checkpoint(tmp_path / "m.pt").training.frames == tuple(painted)
+    sample = set(np.unique(np.linspace(0, n - 1, 8).round().astype(int)).tolist())
+    shown = {widget.shown_frame()} if widget.preview.value else set()  # the live preview segments it
+    assert reads["worker"] and set(reads["worker"]) <= sample | set(painted) | shown

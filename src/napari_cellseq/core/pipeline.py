@@ -27,11 +27,13 @@ from .errors import CellseqError, InputError, ModelFileError
 from .events import Done, Event, FrameDone, Started
 from .inference import segmentation_predictor
 from .io import check_finite, check_image, check_image_layout, check_labels, check_not_constant
+from .io.checked import ImageFrames, LabelFrames
+from .io.views import is_lazy
 from .postprocess import OUTPUTS, class_map_from_probabilities, labels_from_probabilities
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FrameLabels", "segment_events", "segment", "load_model", "prepare_training_inputs"]
+__all__ = ["FrameLabels", "segment_events", "segment", "load_model", "prepare_training_inputs", "movie_value_range"]
 
 class FrameLabels(FrameDone):
     """A :class:`FrameDone` that carries the frame's instance labels ``(Y, X)``.
@@ -49,11 +51,21 @@ def load_model(model: Checkpoint | str | os.PathLike) -> Checkpoint:
     """A checkpoint, or the model file at ``model`` read without executing code from it (a
     napari-cellseq model file, or a BioImage Model Zoo ``.zip`` napari-cellseq exported).
 
+    A built-in's name (``"builtin-unet"``, ``"builtin-ulstm"``: :mod:`.builtin`) reads that
+    built-in; ``"builtin"`` needs the input to choose one (:func:`segment_events` does).
+
     Raises :class:`ModelFileError` for a missing, damaged, foreign or newer file, including a
     file for a network this installation does not know (e.g. written by a newer version).
     """
     if isinstance(model, Checkpoint):
         return model
+    from .builtin import BUILTIN, builtin_names, get_builtin, load_builtin
+
+    if get_builtin(os.fspath(model)) is not None:
+        return load_builtin(os.fspath(model))
+    if os.fspath(model) == BUILTIN:
+        raise InputError(f"'builtin' chooses the built-in that fits the input: name one here instead "
+                         f"({', '.join(builtin_names())})")
     from .bioimageio.package import is_zoo_package, load_package
 
     if is_zoo_package(model):  # a BioImage Model Zoo .zip napari-cellseq exported
@@ -71,20 +83,27 @@ def load_model(model: Checkpoint | str | os.PathLike) -> Checkpoint:
 
 def prepare_training_inputs(
     image: Any, labels: Any, frames: list[int] | None = None, target: str | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Check an image and its labels for training; return them as numpy arrays.
+) -> tuple[Any, Any]:
+    """Check an image and its labels for training; return them ready for training.
 
     Parameters
     ----------
-    image : ``(Y, X)`` or ``(T, Y, X)`` grey values (any real dtype; numpy or dask).
+    image : ``(Y, X)`` or ``(T, Y, X)`` grey values (any real dtype): a numpy array, or any
+        array-like with ``shape``, ``dtype`` and ``__getitem__`` read frame by frame (numpy
+        memory map, dask, zarr, :class:`~napari_cellseq.core.io.TiffFrames`).
     labels : same shape, integer instance ids, 0 = unpainted (bool and whole-number floats are
-        accepted and cast).
+        accepted and cast); numpy or lazy as ``image``.
     frames : the frames to learn from, or None for every frame with labels.
     target : the training target; with ``"classes"`` label values are classes, never renumbered.
 
     Returns
     -------
-    (image, labels) as numpy arrays ready for :func:`napari_cellseq.core.training.train`.
+    (image, labels) for :func:`napari_cellseq.core.training.plan_run`. numpy arrays come back
+    as numpy arrays, checked whole. A lazy movie is never read whole: its layout is checked now
+    and its frames when they are read (:class:`~napari_cellseq.core.io.ImageFrames`: NaN; its
+    constant check is :func:`movie_value_range`'s); lazy labels become
+    :class:`~napari_cellseq.core.io.LabelFrames` (shape and dtype now, values frame by frame;
+    the painted frames are found once, one frame at a time).
 
     Raises
     ------
@@ -94,9 +113,18 @@ def prepare_training_inputs(
         mismatch, fractional or negative labels), frames outside the movie, and labels without
         any annotated frame.
     """
-    image = check_image(image)
-    labels = check_labels(labels, image.shape, classes=target == "classes")
-    n = 1 if image.ndim == 2 else image.shape[0]
+    image = _open_image(image)
+    if is_lazy(image) and len(image.shape) == 2:  # one frame: read it and check it whole
+        image = check_image(np.asarray(image))
+    shape = tuple(int(s) for s in image.shape)
+    classes = target == "classes"
+    if is_lazy(image):
+        image = ImageFrames(image)
+    if is_lazy(labels) and len(shape) == 3:
+        labels = LabelFrames(labels, shape, classes=classes)
+    else:
+        labels = check_labels(np.asarray(labels), shape, classes=classes)
+    n = 1 if len(shape) == 2 else shape[0]
     if frames is None:
         if not annotated_frames(labels):
             raise InputError(
@@ -110,6 +138,16 @@ def prepare_training_inputs(
                 f"frames {list(frames)} do not all exist: the movie has frames 0..{n - 1}; name at least one of them"
             )
     return image, labels
+
+
+def movie_value_range(image: Any, percentiles: tuple[float, float], name: str = "image") -> tuple[float, float]:
+    """Grey values at ``percentiles`` of a movie ``(Y, X)`` / ``(T, Y, X)`` (numpy or lazy), from
+    the even sample of at most ``_SAMPLE_PIXELS`` pixels segmentation takes (frames read one at a
+    time, :meth:`_Frames.fit_range`). Raises InputError for a movie constant in every frame looked
+    at, and for NaN in a frame read."""
+    frames = _Frames(image, name)
+    frames.fit_range(percentiles)
+    return frames.value_range
 
 
 class _Frames:
@@ -140,16 +178,18 @@ class _Frames:
             picks = np.unique(np.linspace(0, n - 1, k).round().astype(int))
             stride = sample_stride(len(picks) * hw, _SAMPLE_PIXELS)
         lo = hi = None
-        parts = []
-        for t in picks:
+        per_frame = -(-hw // stride)
+        sample = None  # filled frame by frame: the sampled pixels are held once, not twice
+        for i, t in enumerate(picks):
             frame = self.raw(int(t))
             f_lo, f_hi = frame.min(), frame.max()
             lo = f_lo if lo is None else min(lo, f_lo)
             hi = f_hi if hi is None else max(hi, f_hi)
-            # a copy when strided, so that the sampled frames are not all kept in memory
-            parts.append(np.ascontiguousarray(frame.reshape(-1)[::stride]))
+            if sample is None:
+                sample = np.empty(len(picks) * per_frame, dtype=frame.dtype)
+            sample[i * per_frame:(i + 1) * per_frame] = frame.reshape(-1)[::stride]
         check_not_constant(lo, hi, self.name, " in every frame looked at" if len(picks) < n else "")
-        self.value_range = percentile_range(np.concatenate(parts), percentiles)
+        self.value_range = percentile_range(sample, percentiles, overwrite=True)  # sorted in place
 
     def __getitem__(self, t: int) -> np.ndarray:
         return normalize(self.raw(int(t)), self.value_range)
@@ -194,9 +234,14 @@ def segment_events(
     zarr); it is read one frame at a time. Bad input raises
     :class:`~napari_cellseq.core.errors.InputError` before the first event; a device out of
     memory makes the tiles smaller (see :class:`~napari_cellseq.core.inference.Predictor`).
-    ``tile`` is the largest tile side; None means ``default_tile(device)``.
+    ``tile`` is the largest tile side; None means ``default_tile(device)``. ``model`` may also
+    be ``"builtin"`` (the built-in U-LSTM for a movie, the U-Net for a single image) or a
+    built-in's name (:mod:`.builtin`).
     """
-    ckpt = load_model(model)
+    from .builtin import segment_model
+
+    shape = tuple(getattr(image, "shape", None) or np.shape(image))
+    ckpt = load_model(segment_model(model, shape[0] if len(shape) == 3 else 1))  # (the model first)
     target = ckpt.data_config.target
     output = output or ("classes" if target == "classes" else "instances")
     if output not in OUTPUTS:

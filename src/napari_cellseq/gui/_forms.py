@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.builtin import DEFAULT_INIT, BUILTINS, builtin_for
 from ..core.config import DataConfig, TrainConfig
 from ..core.errors import CellseqError
 from ..core.io import parse_frames
@@ -26,6 +27,7 @@ __all__ = [
     "ExportForm",
     "AnnotateForm",
     "train_request",
+    "start_choices",
     "CHECKPOINT_EVERY_S",
 ]
 
@@ -82,7 +84,10 @@ class TrainForm:
 
     budget, unit : a number of ``"minutes"`` or ``"iterations"``.
     loss : a loss name, or None for the loss of the model's paper.
-    start : ``"fresh"`` or ``"continue"`` (from ``current_model``).
+    start : what the weights start from: ``"builtin"`` (the built-in weights of ``model`` and
+        ``target``: :mod:`napari_cellseq.core.builtin`), ``"current"`` (continue
+        ``current_model``), ``"file"`` (continue ``start_file``) or ``"random"``; default
+        :data:`~napari_cellseq.core.builtin.DEFAULT_INIT`.
     validation : a completely annotated frame held out and scored at each checkpoint, or None.
     model_file : where the model is written.
     """
@@ -100,8 +105,9 @@ class TrainForm:
     loss: str | None = None
     sampling: str = "uniform"
     optimizer: str = "adam"
-    start: str = "fresh"
+    start: str = DEFAULT_INIT
     current_model: str | None = None
+    start_file: str = ""
     validation: int | None = None
     model_file: str = ""
     preview: bool = True
@@ -128,8 +134,12 @@ class TrainForm:
             if len(labels.annotated) == 1:
                 return (f"frame {self.validation} is the only annotated frame, so nothing is left to "
                         "train on: annotate another frame or set validation to none")
-        if self.start == "continue" and not self.current_model:
+        if self.start == "builtin" and builtin_for(self.model, self.target) is None:
+            return no_builtin_reason(self.model, self.target)
+        if self.start == "current" and not self.current_model:
             return "there is no current model to continue from: train one or load a model file (Segment widget)"
+        if self.start == "file" and not Path(str(self.start_file)).expanduser().is_file():
+            return "choose the model file to start from (start file), or start from the built-in or random weights"
         if self.budget <= 0:
             return "set a budget above 0"
         if self.crop % 16:
@@ -148,7 +158,9 @@ def train_request(form: TrainForm, image: Any, labels: Any) -> dict:
         budget = dict(iterations=None, max_time=60.0 * form.budget)
     else:
         budget = dict(iterations=int(form.budget), max_time=None)
-    continuing = form.start == "continue"
+    init = {"current": form.current_model, "file": str(Path(str(form.start_file)).expanduser())}.get(
+        form.start, form.start)  # "builtin" / "random": the core resolves them
+    continuing = form.start in ("current", "file")
     return dict(
         image=image,
         labels=labels,
@@ -157,11 +169,29 @@ def train_request(form: TrainForm, image: Any, labels: Any) -> dict:
         data_config=DataConfig(crop_size=form.crop, target=form.target, sampling=form.sampling),
         train_config=TrainConfig(batch_size=form.batch, lr=form.lr, device=form.device, loss=form.loss,
                                  optimizer=form.optimizer, checkpoint_every=CHECKPOINT_EVERY_S, **budget),
-        init=form.current_model if continuing else None,
+        init=init,
         partial_frames=tuple(form.annotations.partial),
         background_label=form.annotations.background,
         validation_frame=form.validation,
     )
+
+
+def no_builtin_reason(model: str, target: str) -> str:
+    """Why "start from: built-in" cannot work for ``model`` and ``target``, with the fix."""
+    networks = ", ".join(sorted({b.network for b in BUILTINS}))
+    targets = "/".join(sorted({b.target for b in BUILTINS if b.network == model}))
+    if targets:
+        return (f"the built-in {model} weights learnt labels that are cells ({targets}), not {target}: "
+                "start from random weights")
+    return f"there are no built-in weights for {model} (only for {networks}): start from random weights"
+
+
+def start_choices(model: str, target: str) -> list[tuple[str, str]]:
+    """The Train widget's "start from" entries ``(label, value)``; the built-in's label names it
+    (or says there is none for ``model`` / ``target``)."""
+    builtin = builtin_for(model, target)
+    first = f"built-in weights ({builtin.name})" if builtin else f"built-in weights (none for {model} / {target})"
+    return [(first, "builtin"), ("current model", "current"), ("model file…", "file"), ("random weights", "random")]
 
 
 @dataclass(frozen=True)

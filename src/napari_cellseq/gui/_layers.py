@@ -2,7 +2,9 @@
 
 Arrays leave layers only as copies (:func:`snapshot`), so a worker never sees a layer and the
 user can keep painting while training runs; lazy image data (dask, zarr: movies larger than
-memory) go to segmentation as they are, read one frame at a time (:func:`image_snapshot`).
+memory) go to segmentation and training as they are, read one frame at a time
+(:func:`image_snapshot`); of annotations training gets only the painted frames
+(:func:`labels_snapshot`).
 Output layers get names that never collide with an existing layer (:func:`unique_name`), so the
 user's layers are never overwritten.
 
@@ -22,7 +24,7 @@ import numpy as np
 
 from ..core.data.dataset import annotated_frames
 from ..core.errors import InputError
-from ..core.io import label_dtype
+from ..core.io import PaintedFrames, label_dtype
 from ._forms import LayerFacts
 
 if TYPE_CHECKING:
@@ -36,6 +38,7 @@ __all__ = [
     "snapshot",
     "is_lazy",
     "image_snapshot",
+    "labels_snapshot",
     "new_labels_layer",
     "partial_frames",
     "set_partial",
@@ -94,8 +97,8 @@ def image_snapshot(layer: napari.layers.Image, lazy: bool = False) -> Any:
 
     numpy data are copied (the user may edit the layer while a worker runs). With ``lazy=True``
     lazy data (:func:`is_lazy`: dask, zarr, read-only memmap) are returned as they are, without
-    reading them, for work that reads one frame at a time (segmentation); otherwise they are
-    read into a numpy array (training needs the frames in memory).
+    reading them, for work that reads one frame at a time (segmentation, training); otherwise
+    they are read into a numpy array.
     """
     if getattr(layer, "rgb", False):
         raise InputError(
@@ -110,6 +113,24 @@ def image_snapshot(layer: napari.layers.Image, lazy: bool = False) -> Any:
     if lazy and not getattr(layer, "multiscale", False) and is_lazy(layer.data):
         return layer.data
     return snapshot(layer)
+
+
+def labels_snapshot(layer: napari.layers.Labels) -> Any:
+    """What training needs of an annotation layer: a copy of its painted frames only.
+
+    A ``(T, Y, X)`` layer gives a :class:`~napari_cellseq.core.io.PaintedFrames` holding the
+    frames with any label (the others read as zero; a lazy layer is scanned frame by frame), so 3 painted
+    frames of a 1000-frame movie cost 3 frames, not a second copy of the stack, in this process
+    and in the training process it is sent to. A ``(Y, X)`` layer is copied.
+    """
+    if getattr(layer, "multiscale", False):
+        raise InputError(
+            f"layer {layer.name!r} is multiscale: open the full-resolution labels as a single-scale layer"
+        )
+    data = layer.data
+    if len(data.shape) != 3:
+        return snapshot(layer)
+    return PaintedFrames.of(data, annotated_frames(data))
 
 
 def new_labels_layer(

@@ -18,8 +18,8 @@ from ..core.checkpoint import Checkpoint
 from ..core.errors import CellseqError
 from ..core.pipeline import load_model
 
-__all__ = ["user_models_dir", "default_model_file", "free_name", "find_models", "read_model", "load_model_into",
-           "ask_model_file", "SUFFIX"]
+__all__ = ["user_models_dir", "default_model_file", "free_name", "find_models", "builtin_choices", "read_model",
+           "load_model_into", "ask_model_file", "SUFFIX"]
 
 SUFFIX = "-cellseq"
 
@@ -84,6 +84,23 @@ def find_models(source: str | None = None) -> list[Path]:
         found.update(folder.glob("*.pt"))
     files = [p for p in found if p.is_file()]
     return sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def builtin_choices(ndim: int) -> list[tuple[str, str]]:
+    """``(label, file)`` of the installed built-in models, the one that fits a ``ndim`` image
+    first (U-LSTM for a ``(T, Y, X)`` movie, U-Net for a ``(Y, X)`` image); a built-in whose
+    file is missing (broken installation) is left out."""
+    from ..core.builtin import BUILTINS, builtin_path
+
+    first = "ulstm" if ndim == 3 else "unet"
+    found = []
+    for b in sorted(BUILTINS, key=lambda b: b.network != first):
+        try:
+            path = builtin_path(b.name)
+        except CellseqError:
+            continue
+        found.append((f"built-in {b.network} ({b.name})", str(path)))
+    return found
 
 
 def read_model(path: str | os.PathLike) -> Checkpoint:

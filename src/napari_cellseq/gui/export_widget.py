@@ -19,7 +19,7 @@ from ..core.checkpoint import save_checkpoint
 from ..core.errors import CellseqError
 from ..core.io import OutputExistsError, write_ctc_masks, write_tiff_atomic
 from ._forms import ExportForm
-from ._layers import facts
+from ._layers import PREVIEW_KEY, facts
 from ._model_files import ask_model_file, load_model_into, read_model
 from ._state import session_state
 from ._widgets import compact, connect_while_alive, layer_choice, row, text_label
@@ -63,6 +63,7 @@ class ExportWidget(Container):
                                              "validated and tested offline")
         self.model_actions = row(self.save_model_button, self.load_model_button, self.zoo_button)
         self._zoo_worker = None
+        self._known_labels = {id(layer) for layer in self._labels_layers()}
         self.extend([self.labels_layer, self.format, self.path, self.overwrite,
                      row(self.export_button, self.rois_button), self.reason, self.model_text, self.model_actions])
         for label in (self.reason, self.model_text):
@@ -80,9 +81,20 @@ class ExportWidget(Container):
         self._on_model_path()
 
     def reset_choices(self, *args) -> None:
-        """Follow the layer list (napari calls this on layer events)."""
+        """Follow the layer list (napari calls this on layer events); a labels layer that has just
+        appeared (a new segmentation, say) becomes the one to export, never the training preview."""
         super().reset_choices(*args)
+        layers = self._labels_layers()
+        new = [layer for layer in layers if id(layer) not in self._known_labels
+               and not layer.metadata.get(PREVIEW_KEY)]
+        self._known_labels = {id(layer) for layer in layers}
+        if new and new[-1] in self.labels_layer.choices:
+            self.labels_layer.value = new[-1]
         self.validate()
+
+    def _labels_layers(self) -> list:
+        """The viewer's labels layers, in layer-list order."""
+        return [layer for layer in self.viewer.layers if isinstance(layer, napari.layers.Labels)]
 
     # ------------------------------------------------------------------ labels
     def form(self) -> ExportForm:

@@ -2,7 +2,9 @@
 
 The model comes from a list of the model files napari-cellseq knows (the session's current
 model, models written beside the image file or in the per-user data folder, newest first: so a
-model trained before napari was closed is offered again), or from "Load model…". The result
+model trained before napari was closed is offered again; then the built-in weights, the one that
+fits the image first: U-LSTM for a movie, U-Net for a single image, so that a first segmentation
+needs no training), or from "Load model…". The result
 layer (``"<image> (segmentation)"``, numbered if that name exists) is created when the run
 starts and filled frame by frame as the worker delivers
 :class:`~napari_cellseq.core.pipeline.FrameLabels`; the user's layers are never overwritten.
@@ -25,7 +27,7 @@ from ..core.pipeline import FrameLabels
 from . import _choices, _layers
 from ._forms import SegmentForm
 from ._jobs import segment_job
-from ._model_files import ask_model_file, find_models, load_model_into
+from ._model_files import ask_model_file, builtin_choices, find_models, load_model_into
 from ._run import RunController, RunState
 from ._state import session_state
 from ._widgets import compact, connect_while_alive, layer_choice, on_close, row, text_label
@@ -59,6 +61,7 @@ class SegmentWidget(Container):
         self._frames_done = 0
         self._total = 0
         self._done: Done | None = None
+        self._seen_image = None
         self._build()
         self._connect()
         self.refresh_models()
@@ -66,7 +69,9 @@ class SegmentWidget(Container):
     def _build(self) -> None:
         self.image = layer_choice(napari.layers.Image, "image")
         self.model = ComboBox(choices=self._model_choices, label="model",
-                              tooltip="the current model and the models napari-cellseq saved before")
+                              tooltip="the current model, the models napari-cellseq saved before, and the "
+                                      "built-in weights (learnt from synthetic cells: segment before any "
+                                      "training)")
         self.load_button = PushButton(text="Load model…")
         self.frames = ComboBox(choices=FRAME_CHOICES, value="all", label="frames")
         self.range_text = LineEdit(value="", tooltip="e.g. 0-9, 15")
@@ -108,23 +113,36 @@ class SegmentWidget(Container):
 
     # ------------------------------------------------------------------ model
     def _model_choices(self, _widget=None) -> list[tuple[str, str]]:
-        """The session's model first, then the model files found for the image (newest first)."""
-        paths: list[str] = []
-        if self.state.model_path:
-            paths.append(str(self.state.model_path))
+        """The session's model first, then the model files found for the image (newest first),
+        then the built-ins (the one that fits the image first)."""
         image = self.image.value if hasattr(self, "image") else None
+        builtins = builtin_choices(image.ndim if image is not None else 3)
+        builtin_paths = {p for _, p in builtins}
+        paths: list[str] = []
+        if self.state.model_path and str(self.state.model_path) not in builtin_paths:
+            paths.append(str(self.state.model_path))
         for p in find_models(_layers.source_path(image)):
             if str(p) not in paths:
                 paths.append(str(p))
-        return [(Path(p).name, p) for p in paths]
+        return [*((Path(p).name, p) for p in paths), *builtins]
 
     def refresh_models(self, *_args) -> None:
-        """Re-list the model files; the session's current model is chosen when there is one."""
+        """Re-list the model files; the session's current model is chosen when there is one (a
+        built-in one follows the image: a new image gets the first choice for it, e.g. the
+        built-in that fits it)."""
         self.model.reset_choices()
-        if self.state.model_path and self.model.value != str(self.state.model_path):
-            self.model.value = str(self.state.model_path)
-        elif not self.state.model_path and self.model.value:
-            self._on_model_chosen()  # a model found on disk (e.g. trained before napari closed)
+        image = self.image.value
+        new_image = image is not self._seen_image
+        self._seen_image = image
+        current = str(self.state.model_path) if self.state.model_path else None
+        ordered = [p for _, p in self._model_choices()]  # (the combo box keeps its old order)
+        if current and new_image and ordered and current in {p for _, p in builtin_choices(3)}:
+            current = None  # a built-in was current: choose again for the new image
+            self.model.value = ordered[0]
+        if current and self.model.value != current:
+            self.model.value = current
+        elif not current and self.model.value:
+            self._on_model_chosen()  # a model found on disk (e.g. trained before napari closed), or a built-in
         self.validate()
 
     def _on_model_chosen(self, *_args) -> None:

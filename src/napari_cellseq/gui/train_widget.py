@@ -4,7 +4,8 @@ The values form a :class:`~._forms.TrainForm`, checked at every edit: Train stay
 reason shown until the inputs can work. Pressing Train snapshots the image and annotations on
 the main thread and hands them to the run controller (:mod:`._run`); the worker
 (:mod:`._backend`: a thread, or a child process it drains) only sees those copies, so painting
-may go on. Events come back as progress, ETA, a loss plot, validation scores and, with
+may go on (of a lazy dask / zarr movie nothing is copied: training reads the frames it needs;
+of the annotations only the painted frames are). Events come back as progress, ETA, a loss plot, validation scores and, with
 "live preview" on, the segmentation of the frame on screen at every checkpoint, drawn in one
 preview layer. Stop is cooperative and keeps the weights; errors are napari notifications.
 
@@ -31,11 +32,11 @@ from magicgui.widgets import (
     FloatSpinBox,
     ProgressBar,
     PushButton,
-    RadioButtons,
     SpinBox,
 )
 from napari.utils.notifications import show_info
 
+from ..core.builtin import DEFAULT_INIT, RANDOM, builtin_for, builtin_of_path
 from ..core.config import DataConfig, TrainConfig
 from ..core.errors import CellseqError
 from ..core.events import CheckpointSaved, Done, Started, Step, Validation
@@ -43,7 +44,7 @@ from ..core.losses import default_loss
 from ..core.models import available_models, model_info
 from ..core.training import CROP_BATCH, SEQUENCE_BATCH
 from . import _choices, _layers
-from ._forms import TrainForm, train_request
+from ._forms import TrainForm, start_choices, train_request
 from ._jobs import Preview, train_job
 from ._model_files import default_model_file, free_name, read_model
 from ._plot import LossPlot
@@ -60,8 +61,6 @@ __all__ = ["TrainWidget", "default_model_for"]
 
 #: Seconds between updates of the status text and progress bar during training.
 _STATUS_EVERY_S = 0.25
-#: Whether the core's ``train`` reads lazy (dask, zarr) images itself, frame by frame.
-LAZY_TRAINING = False
 
 
 def default_model_for(ndim: int, models: list[str]) -> str:
@@ -91,6 +90,9 @@ class TrainWidget(Container):
         self._watched = None
         self._seen_image = None
         self._file_auto = True  # the model file follows the image until the user picks one
+        self._start_fell_back = False  # "start from" went from built-in to random: none fits
+        self._setting_start = False
+        self._current_net: str | None = None  # the network of the current model (what "current" continues)
         self._setting_file = False
         self._done: Done | None = None
         self._last_status = 0.0
@@ -99,6 +101,8 @@ class TrainWidget(Container):
         self._build()
         self._connect()
         self._on_image_changed()
+        self.start_from.value = self._default_start()
+        self._on_start_changed()
         self._on_model_path()
 
     # ------------------------------------------------------------------ layout
@@ -122,8 +126,15 @@ class TrainWidget(Container):
         self.loss = ComboBox(choices=lambda _w: _choices.loss_choices(default_loss(self.model.value)), label="loss")
         self.sampling = ComboBox(choices=_choices.sampling_choices(), label="crop sampling")
         self.optimizer = ComboBox(choices=_choices.optimizer_choices(), label="optimizer")
-        self.start_from = RadioButtons(choices=[("start fresh", "fresh"), ("continue from current model", "continue")],
-                                       value="fresh", orientation="vertical", label="weights")
+        self.start_from = ComboBox(
+            choices=lambda _w: start_choices(self.model.value, self.target.value), value=DEFAULT_INIT,
+            label="start from",
+            tooltip="what the weights start from: the built-in weights (learnt from synthetic cells; "
+                    "fine-tuned on your frames they reach good results sooner), the current model, a "
+                    f"model file, or random weights (default: {DEFAULT_INIT})")
+        self.start_file = FileEdit(mode="r", filter="*.pt", label="start file",
+                                   tooltip="the model file to continue training from")
+        self.start_note = text_label()
         self.current = text_label()
         self.validation = ComboBox(choices=self._validation_choices, label="validation frame",
                                    tooltip="a completely annotated frame left out of training; its SEG "
@@ -141,12 +152,14 @@ class TrainWidget(Container):
         self.extend([
             self.image, self.annotations, self.model, self.model_kind, self.device,
             row(self.budget, self.unit, label="budget"), self.lr, self.crop, self.batch,
-            self.target, self.loss, self.sampling, self.optimizer, self.start_from, self.current,
+            self.target, self.loss, self.sampling, self.optimizer, self.start_from, self.start_file,
+            self.start_note, self.current,
             self.validation, self.model_file, self.preview,
             row(self.train_button, self.stop_button), self.reason, self.progress, self.status,
             self.validation_text,
         ])
-        for label in (self.model_kind, self.current, self.reason, self.status, self.validation_text):
+        for label in (self.model_kind, self.start_note, self.current, self.reason, self.status,
+                      self.validation_text):
             label.label = ""
         self.reason.native.setStyleSheet("color: #e8a33d")
         self.plot = LossPlot()
@@ -158,6 +171,8 @@ class TrainWidget(Container):
         self.annotations.changed.connect(self._on_annotations_changed)
         self.model.changed.connect(self._on_model_changed)
         self.start_from.changed.connect(self._on_start_changed)
+        self.start_file.changed.connect(self._on_start_changed)
+        self.target.changed.connect(self._on_start_options)
         self.model_file.changed.connect(self._on_file_edited)
         self.preview.changed.connect(self._send_preview_frame)
         self.train_button.changed.connect(self.start)
@@ -207,7 +222,8 @@ class TrainWidget(Container):
             unit=self.unit.value, lr=self.lr.value, crop=self.crop.value, batch=self.batch.value,
             target=self.target.value, loss=self.loss.value, sampling=self.sampling.value,
             optimizer=self.optimizer.value, start=self.start_from.value,
-            current_model=self.state.model_path, validation=self.validation.value,
+            current_model=self.state.model_path, start_file=str(self.start_file.value or ""),
+            validation=self.validation.value,
             model_file=str(self.model_file.value or ""), preview=self.preview.value,
         )
 
@@ -225,10 +241,10 @@ class TrainWidget(Container):
         busy = state.busy
         self.train_button.enabled = not busy and problem is None
         self.stop_button.enabled = state is RunState.RUNNING
-        continuing = self.start_from.value == "continue"
+        continuing = self.start_from.value in ("current", "file")  # the model file decides the network
         for w in (self.image, self.annotations, self.device, self.budget, self.unit, self.lr, self.crop,
                   self.batch, self.target, self.loss, self.sampling, self.optimizer, self.start_from,
-                  self.validation, self.model_file):
+                  self.start_file, self.validation, self.model_file):
             w.enabled = not busy
         self.model.enabled = not busy and not continuing
 
@@ -290,11 +306,61 @@ class TrainWidget(Container):
         self.batch.value = SEQUENCE_BATCH if temporal else CROP_BATCH
         self.batch.tooltip = "sequences per step" if temporal else "crops per step"
         renew_choices(self.loss)  # the first entry names this model's paper loss
+        self._on_start_options()
+
+    # ------------------------------------------------------------------ start from
+    def _default_start(self) -> str:
+        """DEFAULT_INIT, or random weights where it is "builtin" and none fits."""
+        if DEFAULT_INIT == RANDOM or builtin_for(self.model.value, self.target.value) is not None:
+            return DEFAULT_INIT
+        return RANDOM
+
+    def _on_start_options(self, *_args) -> None:
+        """A new network or target: the built-in entry names its built-in. Where none fits, a
+        "built-in" start falls back to random weights (and comes back when one fits again)."""
+        if not hasattr(self, "start_from"):
+            return
+        renew_choices(self.start_from)
+        fits = builtin_for(self.model.value, self.target.value) is not None
+        if self.start_from.value == "builtin" and not fits:
+            self._set_start(RANDOM)
+            self._start_fell_back = True
+        elif self.start_from.value == RANDOM and fits and self._start_fell_back:
+            self._set_start("builtin")
+            self._start_fell_back = False
+        note = ""
+        if self._start_fell_back:
+            note = f"no built-in weights for {self.model.value} / {self.target.value}: starting from random weights"
+        self.start_note.value = note
+        self.start_note.visible = bool(note)
+
+    def _set_start(self, value: str) -> None:
+        """Change "start from" for the user (not a choice of theirs)."""
+        self._setting_start = True
+        try:
+            self.start_from.value = value
+        finally:
+            self._setting_start = False
 
     def _on_start_changed(self, *_args) -> None:
-        """Continuing trains the current model's network: show it in the model box."""
-        if self.start_from.value == "continue" and self._current_net:
-            self.model.value = self._current_net
+        """Continuing trains the model file's network: show it in the model box."""
+        start = self.start_from.value
+        if not self._setting_start:  # the user chose: no fallback note any more
+            self._start_fell_back = False
+            self.start_note.value = ""
+            self.start_note.visible = False
+        self.start_file.visible = start == "file"
+        net = None
+        if start == "current":
+            net = self._current_net
+        elif start == "file" and self.start_file.value and Path(str(self.start_file.value)).is_file():
+            try:
+                net = read_model(self.start_file.value).model_config.name
+            except CellseqError as err:
+                self.start_note.value = f"start file: {err}"
+                self.start_note.visible = True
+        if net and net in self.model.choices:
+            self.model.value = net
         self.validate()
 
     def _on_model_path(self, *_args) -> None:
@@ -306,7 +372,9 @@ class TrainWidget(Container):
             try:
                 ckpt = read_model(path)
                 self._current_net = ckpt.model_config.name
-                text = (f"current: {ckpt.model_config.name}, {ckpt.training.get('iterations', '?')} "
+                builtin = builtin_of_path(path)
+                text = (f"current: the built-in {ckpt.model_config.name} weights ({builtin.name})" if builtin else
+                        f"current: {ckpt.model_config.name}, {ckpt.training.get('iterations', '?')} "
                         f"iterations ({Path(path).name})")
             except CellseqError:
                 text = f"current: {Path(path).name} (unreadable)"
@@ -314,8 +382,8 @@ class TrainWidget(Container):
             text = f"current: {Path(path).name} (being trained)"
         self.current.value = text
         self.current.tooltip = path or None
-        if not path and self.start_from.value == "continue":
-            self.start_from.value = "fresh"
+        if not path and self.start_from.value == "current":
+            self._set_start(self._default_start())
         self.validate()
 
     def _set_file(self, path: Path) -> None:
@@ -345,8 +413,10 @@ class TrainWidget(Container):
         problem = form.problem()
         if problem:
             raise CellseqError(problem)
-        image = _layers.image_snapshot(self.image.value, lazy=LAZY_TRAINING)
-        labels = _layers.snapshot(self.annotations.value)
+        # a lazy (dask, zarr) movie is read by training frame by frame, never loaded whole; of
+        # the annotations only the painted frames are copied (and sent to the training process)
+        image = _layers.image_snapshot(self.image.value, lazy=True)
+        labels = _layers.labels_snapshot(self.annotations.value)
         return train_request(form, image, labels)
 
     def start(self, *_args) -> None:

@@ -107,3 +107,30 @@ def test_lazy_views_share_one_index_rule(tmp_path):
                 view[np.array([0, 1])]
             with pytest.raises(IndexError):
                 view[(0,) * (ref.ndim + 1)]
+
+
+def test_painted_frames_hold_only_painted_frames():
+    import pickle
+
+    from napari_cellseq.core.io import PaintedFrames, is_lazy
+
+    stack = np.zeros((50, 16, 20), np.uint16)
+    stack[3, 2:5, 2:5] = 7
+    stack[40, 0, 0] = 2
+    view = PaintedFrames.of(stack, [3, 40, 41])  # frame 41 is held but blank: not painted
+    assert view.painted == (3, 40) and view.shape == stack.shape and view.dtype == np.uint16
+    assert is_lazy(view) and not is_lazy(stack) and is_lazy(stack.view(np.memmap))
+    np.testing.assert_array_equal(view[3], stack[3])
+    np.testing.assert_array_equal(view[-10], stack[40])
+    np.testing.assert_array_equal(view[10], 0)
+    np.testing.assert_array_equal(view[2:6, 2:4], stack[2:6, 2:4])
+    np.testing.assert_array_equal(np.asarray(view), stack)
+    stack[3] = 0  # a copy: painting on does not change it
+    assert view[3].any()
+    view[3][:] = 0  # nor does writing into what it hands out
+    assert view[3].any()
+    assert len(pickle.dumps(view)) < 4 * stack[0].nbytes
+    with pytest.raises(IndexError, match="outside"):
+        view[50]
+    with pytest.raises(ValueError, match="shape"):
+        PaintedFrames({0: np.zeros((3, 3))}, (2, 4, 4), np.uint8)

@@ -241,3 +241,18 @@ def test_crop_too_small_for_the_network_is_a_clear_error(small_movie, tmp_path):
         list(train(image, labels, tmp_path / "m.pt", model_config=default_model_config("fcn_googlenet"),
                    data_config=DataConfig(crop_size=32, augment_elastic=False),
                    train_config=TrainConfig(iterations=1, max_time=None, batch_size=1)))
+
+
+def test_a_pool_of_movies_trains_and_records_its_origin(small_movie, tmp_path):
+    """Two movies end to end (``movie_lengths``): the U-LSTM trains on them, the file records
+    the origin and no single value range (each movie was normalised alone)."""
+    image, labels = small_movie
+    pool = np.concatenate([image.astype(np.float32), image[::-1] / 100.0])
+    pool_labels = np.concatenate([labels, labels[::-1]])
+    origin = {"script": "scripts/train_builtin.py", "seed": 0, "styles": {"fluorescent nuclei": 2}}
+    ckpt = fit(pool, pool_labels, tmp_path / "pool.pt", model_config=ModelConfig(name="ulstm", base_channels=4),
+               data_config=DataConfig(crop_size=32), movie_lengths=(6, 6), origin=origin,
+               train_config=TrainConfig(iterations=3, max_time=None, batch_size=1, unroll=2))
+    assert ckpt.training.iterations == 3
+    assert ckpt.training.origin == origin and ckpt.training.value_range is None
+    assert load_checkpoint(tmp_path / "pool.pt").training.origin == origin

@@ -144,3 +144,13 @@ def test_a_plan_pickles_for_a_worker_process(small_movie):
     assert again.loss == plan.loss and again.model_config == plan.model_config
     assert np.array_equal(again.image, plan.image)
     assert "TrainPlan(model='gruunet'" in repr(plan) and "array" not in repr(plan)
+
+
+def test_a_pool_of_movies_and_its_origin_are_planned(small_movie, no_network):
+    image, labels = small_movie
+    plan = plan_run(image, labels, train_config=BUDGET, movie_lengths=[2, 4], origin={"script": "x.py", "seed": 3})
+    assert plan.movie_lengths == (2, 4) and plan.origin == {"script": "x.py", "seed": 3}
+    with pytest.raises(InputError, match="do not split the 6 frames"):
+        plan_run(image, labels, train_config=BUDGET, movie_lengths=[2, 2])
+    with pytest.raises(InputError, match="origin"):
+        plan_run(image, labels, train_config=BUDGET, origin={"seed": object()})

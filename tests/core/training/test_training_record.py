@@ -71,3 +71,17 @@ def test_wrong_fields_are_one_clear_error(field, value, named):
 def test_not_a_mapping():
     with pytest.raises(ModelFileError, match="field training is"):
         TrainingRecord.from_dict([1, 2], where="m.pt")
+
+
+def test_origin_is_stored_and_checked():
+    origin = {"script": "scripts/train_builtin.py", "seed": 0, "cores": 2, "styles": {"rods": 3},
+              "steps": [1, 2.5], "ok": True, "none": None}
+    record = TrainingRecord(iterations=3, origin=origin)
+    stored = record.to_dict()
+    assert stored["origin"] == origin
+    assert TrainingRecord.from_dict(stored).origin == origin
+    assert "origin" not in TrainingRecord(iterations=3).to_dict()
+    for bad, named in (({"seed": float("nan")}, "training.origin.seed"), ({"f": object()}, "training.origin.f"),
+                       ({1: "x"}, "training.origin"), ("text", "training.origin")):
+        with pytest.raises(ModelFileError, match=r"field " + named.replace(".", r"\.")):
+            TrainingRecord.from_dict({"iterations": 1, "origin": bad}, where="m.pt")

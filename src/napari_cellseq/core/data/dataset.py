@@ -12,41 +12,122 @@ With the semantic target (``DataConfig.target == "classes"``) label values are c
 
 Crop centres are drawn uniformly or, with ``DataConfig.sampling == "balanced"``, class by class
 (see :meth:`TrainingSet.class_frequencies`).
+
+The movie and labels may be lazy (memory maps, dask, zarr, the checked views of
+:mod:`napari_cellseq.core.io.checked`): only the frames training needs are read and kept, the
+annotated frames and, for temporal models, the frames their sequences can reach
+(:func:`context_frames`), so a movie larger than memory trains in the memory of those frames.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from skimage.segmentation import relabel_sequential
 
 from ..config import INSTANCE_CLASSES, TARGETS, DataConfig
-from ..errors import InputError
+from ..errors import CellseqError, InputError
+from ..io.views import LazyArray, is_lazy
 from .augment import crop_grid, random_transform, sample
 from .normalize import OUTSIDE, normalize, percentile_range
 from .targets import MAX_CLASSES, class_targets, weight_map
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["as_movie", "annotated_frames", "target_classes", "TrainingSet", "Batch"]
+__all__ = ["as_movie", "annotated_frames", "context_frames", "sequence_windows", "movie_spans", "target_classes",
+           "TrainingSet", "NormalizedMovie", "Batch"]
 
 # Balanced sampling keeps at most this many candidate centre pixels per class (a random subset).
 _POOL_MAX = 1 << 20
 
 
-def as_movie(array: np.ndarray) -> np.ndarray:
-    """``(Y, X)`` -> ``(1, Y, X)``; ``(T, Y, X)`` unchanged."""
-    return array[None] if array.ndim == 2 else array
+def as_movie(array: Any) -> Any:
+    """``(Y, X)`` -> ``(1, Y, X)``; ``(T, Y, X)`` unchanged (a lazy movie stays lazy; a lazy
+    single image is read)."""
+    if len(array.shape) == 2:
+        return np.asarray(array)[None]
+    return array
 
 
-def annotated_frames(labels: np.ndarray) -> list[int]:
-    """Indices of frames of ``labels (T, Y, X)`` that carry any label."""
-    movie = as_movie(np.asarray(labels))
-    flat = movie.reshape(movie.shape[0], -1)
-    return [int(t) for t in np.flatnonzero(flat.any(axis=1))]
+def annotated_frames(labels: Any) -> list[int]:
+    """Indices of frames of ``labels (T, Y, X)`` that carry any label.
+
+    A lazy stack is read one frame at a time; one that knows its painted frames (a ``painted``
+    attribute: :class:`~napari_cellseq.core.io.PaintedFrames`,
+    :class:`~napari_cellseq.core.io.LabelFrames`, which finds them once) is not read at all.
+    """
+    known = getattr(labels, "painted", None)
+    if known is not None:
+        return [int(t) for t in known]
+    if not is_lazy(labels) or len(labels.shape) == 2:
+        movie = as_movie(np.asarray(labels))
+        flat = movie.reshape(movie.shape[0], -1)
+        return [int(t) for t in np.flatnonzero(flat.any(axis=1))]
+    return [t for t in range(int(labels.shape[0])) if np.asarray(labels[t]).any()]
+
+
+def _window_length(length: int, n_frames: int) -> int:
+    return min(length, n_frames)
+
+
+def _step(k: int, length: int, n_frames: int) -> int:
+    """The temporal down-sampling drawn as ``k`` (1..4), reduced until the window fits the movie."""
+    while k > 1 and (length - 1) * k >= n_frames:
+        k -= 1
+    return k
+
+
+def _window_starts(anchor: int, length: int, k: int, n_frames: int) -> list[int]:
+    """Starts of windows ``start, start + k, ...`` of ``length`` frames that hit ``anchor`` and
+    stay in the movie (none: the sequence starts at frame 0)."""
+    span = (length - 1) * k
+    return [s for s in range(max(0, anchor - span), min(anchor, n_frames - 1 - span) + 1)
+            if (anchor - s) % k == 0]
+
+
+def sequence_windows(anchor: int, length: int, n_frames: int) -> list[list[int]]:
+    """Every window of frames (before a possible reversal) that
+    :meth:`TrainingSet.sequence_batch` can draw around ``anchor`` for sequences of ``length``."""
+    length = _window_length(length, n_frames)
+    out = []
+    for k in sorted({_step(k, length, n_frames) for k in range(1, 5)}):
+        for start in _window_starts(anchor, length, k, n_frames) or [0]:
+            out.append(list(range(start, start + (length - 1) * k + 1, k)))
+    return out
+
+
+def context_frames(frames: list[int], n_frames: int, length: int,
+                   spans: list[tuple[int, int]] | None = None) -> list[int]:
+    """The frames of an ``n_frames`` movie that sequences of ``length`` frames around the
+    annotated ``frames`` can contain (:func:`sequence_windows`), sorted, ``frames`` included;
+    ``length`` 0: only ``frames``. ``spans``: the movies of a pool (:func:`movie_spans`), which
+    sequences do not cross."""
+    spans = spans or [(0, int(n_frames))]
+    out = set(int(t) for t in frames)
+    if length > 0:
+        for anchor in frames:
+            first, end = next((a, b) for a, b in spans if a <= anchor < b)
+            for window in sequence_windows(int(anchor) - first, length, end - first):
+                out.update(first + t for t in window)
+    return sorted(out)
+
+
+def movie_spans(movie_lengths: tuple[int, ...] | list[int], n_frames: int) -> list[tuple[int, int]]:
+    """``[(start, end), ...]`` frame ranges of movies of ``movie_lengths`` put end to end along T
+    (``()``: one movie of ``n_frames``); the lengths must be >= 1 and sum to ``n_frames``."""
+    lengths = [int(n) for n in movie_lengths] or [int(n_frames)]
+    if min(lengths) < 1 or sum(lengths) != n_frames:
+        raise InputError(
+            f"movie lengths {list(movie_lengths)} do not split the {n_frames} frames: give lengths "
+            f">= 1 that sum to the number of frames"
+        )
+    ends = np.cumsum(lengths).tolist()
+    return [(int(e - n), int(e)) for e, n in zip(ends, lengths)]
 
 
 def target_classes(target: str, labels: np.ndarray, frames: list[int],
@@ -97,11 +178,12 @@ class Batch:
 
 
 class TrainingSet:
-    """Normalised movie plus targets and weights of its annotated frames.
+    """Normalised frames (those training needs, see ``context``) plus targets and weights of the
+    annotated frames of a movie.
 
     Parameters
     ----------
-    image : ``(Y, X)`` or ``(T, Y, X)`` grey values.
+    image : ``(Y, X)`` or ``(T, Y, X)`` grey values: numpy, or lazy (read frame by frame).
     labels : same shape, integer instance ids (0 = unpainted); with ``config.target ==
         "classes"`` painted class values (``v`` = class ``v - 1``, 0 = unpainted).
     config : targets, weights, normalisation, crop size and augmentation switches.
@@ -109,6 +191,16 @@ class TrainingSet:
     partial_frames : frames whose unpainted pixels are ignored rather than background.
     background_label : label value that means "background" in partial frames.
     weighting, edge_weight : the loss's weight map (:func:`~.targets.weight_map`).
+    movie_lengths : the movie is a pool of several movies put end to end along T, of these
+        lengths (summing to T); each is normalised with its own percentiles and sequences of
+        temporal models never cross from one into the next. Empty: one movie.
+    context : the frames kept (normalised, float32): ``None`` every frame of the movie; ``0``
+        the frames learnt from (frame batches); ``n > 0`` also the frames that sequences of
+        ``n`` frames (:meth:`sequence_batch`) can reach (:func:`context_frames`). Only these
+        are read from ``image``, which may be lazy (memory map, dask, zarr, ...).
+    value_ranges : per movie of the pool, the grey values normalised to 0 and 1; ``None``: the
+        ``config.percentiles`` of each whole movie (read whole: give them for a lazy movie, e.g.
+        from :func:`~napari_cellseq.core.pipeline.movie_value_range`).
 
     ``num_classes`` is the number of target classes: 3, 2, or for ``"classes"`` the largest
     painted value in the frames learnt from.
@@ -124,15 +216,20 @@ class TrainingSet:
         background_label: int | None = None,
         weighting: str = "separation",
         edge_weight: float = 10.0,
+        movie_lengths: tuple[int, ...] = (),
+        context: int | None = None,
+        value_ranges: Sequence[tuple[float, float]] | None = None,
     ):
         self.weighting, self.edge_weight = weighting, float(edge_weight)
-        image, labels = as_movie(np.asarray(image)), as_movie(np.asarray(labels))
-        if image.shape != labels.shape:
+        image = as_movie(image if is_lazy(image) else np.asarray(image))
+        labels = as_movie(labels if is_lazy(labels) else np.asarray(labels))
+        self.movies = movie_spans(movie_lengths, int(image.shape[0]))
+        if tuple(image.shape) != tuple(labels.shape):
             raise InputError(
-                f"labels have shape {labels.shape} but the image {image.shape}: "
+                f"labels have shape {tuple(labels.shape)} but the image {tuple(image.shape)}: "
                 "paint on a Labels layer created from this image"
             )
-        n = image.shape[0]
+        n = int(image.shape[0])
         if frames is None:
             frames = annotated_frames(labels)
             if not frames:
@@ -148,11 +245,25 @@ class TrainingSet:
                 raise InputError("the frame list is empty: name at least one annotated frame")
         self.config = config
         self.frames = sorted(set(int(t) for t in frames))
-        self.value_range = percentile_range(image, config.percentiles)
-        # (T, 1, Y, X), shifted by -OUTSIDE so that zero padding while sampling crops reads OUTSIDE.
-        self._shifted = torch.from_numpy(normalize(image, self.value_range) - np.float32(OUTSIDE))[:, None]
-        self.frame_shape = image.shape[1:]
+        if value_ranges is None:
+            value_ranges = [percentile_range(image[a:b], config.percentiles) for a, b in self.movies]
+        self._ranges = [(float(lo), float(hi)) for lo, hi in value_ranges]
+        if len(self._ranges) != len(self.movies):
+            raise ValueError(f"{len(self._ranges)} value ranges for {len(self.movies)} movies")
+        self.value_range = self._ranges[0] if len(self._ranges) == 1 else None  # None: one per movie
+        self.frame_shape = tuple(int(s) for s in image.shape[1:])
         self.n_frames = n
+        self._image = image
+        kept = list(range(n)) if context is None else context_frames(self.frames, n, context, self.movies)
+        # (K, 1, Y, X) for the K frames kept, shifted by -OUTSIDE so that zero padding while
+        # sampling crops reads OUTSIDE; _slot[t] is frame t's place in it. Filled frame by frame:
+        # memory is the K float32 frames, never a copy of the whole (raw) movie.
+        shifted = np.empty((len(kept),) + self.frame_shape, dtype=np.float32)
+        for i, t in enumerate(kept):
+            shifted[i] = normalize(np.asarray(image[t]), self.frame_range(t))
+            shifted[i] -= np.float32(OUTSIDE)
+        self._shifted = torch.from_numpy(shifted)[:, None]
+        self._slot = {t: i for i, t in enumerate(kept)}
         # Per annotated frame: (1, 1, Y, X) weights and (1, 2, Y, X) [classes, valid].
         self._weights: dict[int, torch.Tensor] = {}
         self._nearest: dict[int, torch.Tensor] = {}
@@ -161,10 +272,11 @@ class TrainingSet:
         self.num_classes = target_classes(config.target, labels, self.frames, background_label)
         self._pools: list[np.ndarray] = []  # balanced sampling: per class, codes t * Y * X + yx
         for t in self.frames:
-            self._prepare(t, labels[t], t in set(partial_frames), background_label)
+            self._prepare(t, np.asarray(labels[t]), t in set(partial_frames), background_label)
         if config.sampling == "balanced":
             self._build_pools()
-        logger.info("training set: %d frames of %s, annotated %s", n, self.frame_shape, self.frames)
+        logger.info("training set: %d frames of %s, annotated %s, %d kept in memory", n, self.frame_shape,
+                    self.frames, len(kept))
 
     def _class_weights(self) -> tuple[float, ...]:
         cw = tuple(self.config.class_weights)
@@ -246,9 +358,10 @@ class TrainingSet:
         y, x = divmod(yx, self.frame_shape[1])
         return t, (float(y), float(x))
 
-    def normalized_movie(self) -> np.ndarray:
-        """The normalised movie ``(T, Y, X) float32`` as the network sees it (inference input)."""
-        return self._shifted[:, 0].numpy() + np.float32(OUTSIDE)
+    def normalized_movie(self) -> "NormalizedMovie":
+        """The normalised movie ``(T, Y, X) float32`` as the network sees it (inference input),
+        read frame by frame: kept frames from memory, the others from the image."""
+        return NormalizedMovie(self)
 
     def typical_min_size(self, fallback: int) -> int:
         """A minimum object size for post-processing learnt from the painted objects.
@@ -294,22 +407,42 @@ class TrainingSet:
         return Batch(torch.stack(xs), torch.stack(cs), torch.stack(ws), torch.stack(vs))
 
     def _random_window(self, rng: np.random.Generator, length: int, anchor: int | None = None) -> list[int]:
-        n = self.n_frames
-        length = min(length, n)
         k = int(rng.integers(1, 5))
-        while k > 1 and (length - 1) * k >= n:
-            k -= 1
-        span = (length - 1) * k
         if anchor is None:
             anchor = self.frames[int(rng.integers(len(self.frames)))]
+        first, end = self.movie_of(anchor)
+        n = end - first
+        anchor -= first
+        length = _window_length(length, n)
+        k = _step(k, length, n)
+        span = (length - 1) * k
         # Starts whose window (start, start+k, ..) hits the anchor frame and stays in the movie.
-        starts = [s for s in range(max(0, anchor - span), min(anchor, n - 1 - span) + 1)
-                  if (anchor - s) % k == 0]
+        starts = _window_starts(anchor, length, k, n)
         start = starts[int(rng.integers(len(starts)))] if starts else 0
-        window = list(range(start, start + span + 1, k))
+        window = list(range(first + start, first + start + span + 1, k))
         if rng.random() < 0.5:
             window.reverse()
         return window
+
+    def movie_of(self, t: int) -> tuple[int, int]:
+        """``(start, end)`` of the movie of the pool that holds frame ``t``."""
+        return next((a, b) for a, b in self.movies if a <= t < b)
+
+    def frame_range(self, t: int) -> tuple[float, float]:
+        """The grey values normalised to 0 and 1 in frame ``t`` (its movie's)."""
+        if len(self._ranges) == 1:
+            return self._ranges[0]
+        return self._ranges[next(i for i, (a, b) in enumerate(self.movies) if a <= t < b)]
+
+    def _slots(self, window: list[int]) -> list[int]:
+        """Places in the kept frames of the frames ``window`` (all kept when ``context`` fits)."""
+        try:
+            return [self._slot[t] for t in window]
+        except KeyError as err:
+            raise CellseqError(
+                f"frame {err.args[0]} is not kept in this training set (built with a shorter context "
+                "than the sequences asked for)"
+            ) from None
 
     def _crop(self, window: list[int], annotated: list[bool], rng: np.random.Generator,
               centre: tuple[float, float] | None = None):
@@ -317,7 +450,7 @@ class TrainingSet:
         tr = random_transform(rng, self.frame_shape, s, self.config.augment_affine,
                               self.config.augment_elastic, center=centre)
         grid = crop_grid(tr, s, self.frame_shape)
-        x = sample(self._shifted[window], grid, "bilinear", "zeros") + OUTSIDE  # (L, 1, S, S)
+        x = sample(self._shifted[self._slots(window)], grid, "bilinear", "zeros") + OUTSIDE  # (L, 1, S, S)
         c = torch.zeros((len(window), s, s), dtype=torch.int64)
         w = torch.zeros((len(window), s, s), dtype=torch.float32)
         v = torch.zeros((len(window), s, s), dtype=torch.float32)
@@ -329,3 +462,34 @@ class TrainingSet:
             c[i] = near[0].round().long()
             v[i] = near[1]
         return x, c, w, v
+
+
+class NormalizedMovie(LazyArray):
+    """The movie of a :class:`TrainingSet` normalised as the network sees it, ``(T, Y, X) float32``,
+    read frame by frame (inference input for validation and calibration): frames the set keeps
+    come from memory, the others are read from its image and normalised with its value range."""
+
+    def __init__(self, data: TrainingSet):
+        self._data = data
+        self.shape = (data.n_frames,) + tuple(data.frame_shape)
+        self.dtype = np.dtype(np.float32)
+
+    def _frame(self, t: int) -> np.ndarray:
+        data = self._data
+        slot = data._slot.get(t)
+        if slot is not None:
+            return data._shifted[slot, 0].numpy() + np.float32(OUTSIDE)
+        shifted = normalize(np.asarray(data._image[t]), data.frame_range(t))
+        shifted -= np.float32(OUTSIDE)  # the same float32 rounding as a kept frame
+        return shifted + np.float32(OUTSIDE)
+
+    def _read(self, key: tuple) -> np.ndarray:
+        lead, rest = key[0], key[1:]
+        if isinstance(lead, slice):
+            picks = range(*lead.indices(self.shape[0]))
+            out = np.empty((len(picks),) + np.empty(self.shape[1:], np.uint8)[rest].shape, np.float32)
+            for i, t in enumerate(picks):
+                out[i] = self._frame(t)[rest]
+            return out
+        t = int(lead)
+        return self._frame(t + self.shape[0] if t < 0 else t)[rest]

@@ -21,15 +21,17 @@ def sample_stride(n: int, limit: int = SAMPLE_PIXELS) -> int:
     return max(1, -(-int(n) // int(limit)))
 
 
-def percentile_range(image: np.ndarray, percentiles: tuple[float, float]) -> tuple[float, float]:
+def percentile_range(image: np.ndarray, percentiles: tuple[float, float],
+                     overwrite: bool = False) -> tuple[float, float]:
     """Low and high grey values of ``image`` (any shape) at ``percentiles`` (e.g. (1, 99.8)).
 
     Computed once per movie, over all frames, so that brightness changes over time (bleaching,
-    mitoses) stay visible to the network. Large movies are subsampled evenly.
+    mitoses) stay visible to the network. Large movies are subsampled evenly. ``overwrite``:
+    ``image`` is a scratch sample that may be reordered in place (no copy of it is made).
     """
     flat = np.asarray(image).reshape(-1)
     flat = flat[:: sample_stride(flat.size)]
-    lo, hi = np.percentile(flat, percentiles)
+    lo, hi = np.percentile(flat, percentiles, overwrite_input=overwrite)
     if not hi > lo:
         hi = lo + 1.0
     return float(lo), float(hi)

@@ -6,7 +6,10 @@ where is ...                  module
 a TIFF read                   :mod:`.reading` (:func:`read_image`, :func:`read_labels`,
                               :func:`open_image` for movies larger than memory)
 a file refused before reading :mod:`.tiff_file` (missing, folder, not a TIFF, damaged, codec)
-a lazy (on-disk) array        :mod:`.views` (:class:`TiffFrames`, one channel of it)
+a lazy (on-disk) array        :mod:`.views` (:class:`TiffFrames`, one channel of it, the
+                              painted frames of a label stack, :func:`is_lazy`)
+a lazy movie checked          :mod:`.checked` (:class:`ImageFrames`, :class:`LabelFrames`:
+frame by frame                training on movies larger than memory)
 a file written safely         :mod:`.atomic` (:func:`atomic_path`, :class:`OutputExistsError`,
                               the one "already exists; pass --overwrite" message)
 a TIFF written                :mod:`.writers` (:func:`write_tiff_atomic`, label stacks frame by
@@ -35,10 +38,11 @@ from .ctc_folder import CtcSequence, is_ctc_sequence, open_ctc_sequence, read_ct
 from .imagej_rois import ImagejRoiWriter, imagej_roi_writer, label_polygons, write_imagej_rois
 from .ome_zarr import (OmeZarrImage, OmeZarrLabelsWriter, is_ome_zarr, ome_zarr_labels_writer, open_ome_zarr,
                        write_ome_zarr_labels)
-from .sources import open_movie, read_movie, read_training_labels
+from .sources import open_movie, open_training_labels, read_movie, read_training_labels
 from .frames import parse_frames
 from .reading import open_image, read_image, read_labels
-from .views import ChannelView, LazyArray, TiffFrames, TiffPlane
+from .views import ChannelView, LazyArray, PaintedFrames, TiffFrames, TiffPlane, is_lazy
+from .checked import ImageFrames, LabelFrames
 from .writers import LabelStackWriter, label_dtype, label_stack_writer, write_tiff_atomic
 
 __all__ = [
@@ -53,6 +57,10 @@ __all__ = [
     "TiffFrames",
     "TiffPlane",
     "ChannelView",
+    "PaintedFrames",
+    "is_lazy",
+    "ImageFrames",
+    "LabelFrames",
     "atomic_path",
     "atomic_write_bytes",
     "label_dtype",
@@ -80,6 +88,7 @@ __all__ = [
     "open_movie",
     "read_movie",
     "read_training_labels",
+    "open_training_labels",
     "parse_frames",
     "check_image",
     "check_image_layout",

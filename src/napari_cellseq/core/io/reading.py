@@ -83,8 +83,20 @@ def read_labels(path: PathLike) -> np.ndarray:
     return _read_tiff(path, "labels")
 
 
+def _memmap(p, series: tifffile.TiffPageSeries) -> np.memmap | None:
+    """The first series of ``p`` memory-mapped read-only, or None when its data cannot be mapped
+    (compressed, scattered in the file, or truncated)."""
+    try:
+        array = tifffile.memmap(p, series=0, mode="r")
+    except (ValueError, OSError):
+        return None
+    if tuple(array.shape) != tuple(series.shape):  # pragma: no cover - tifffile oddity
+        array = array.reshape(series.shape)
+    return array
+
+
 @contextmanager
-def open_image(path: PathLike) -> Iterator[Any]:
+def open_image(path: PathLike, what: str = "image", memmap: bool = True) -> Iterator[Any]:
     """Open an image or movie TIFF without reading its pixels; pixels are read when indexed.
 
     Yields the first image series as an array-like with ``shape``, ``dtype`` and numpy-style
@@ -95,21 +107,21 @@ def open_image(path: PathLike) -> Iterator[Any]:
     so a movie larger than memory can be processed frame by frame. Use it only inside the
     ``with`` block.
 
-    Raises :class:`InputError` as :func:`read_image` (for damaged pages: when they are read).
+    ``what`` ("image", "labels") names the file in messages. ``memmap=False``: always page by
+    page (pages read once, e.g. a label stack scanned for its painted frames, then stay out of
+    the process's resident memory, which mapped pages would count in). Raises :class:`InputError` as
+    :func:`read_image` (for damaged pages: when they are read).
     """
-    p = check_tiff_file(path, "image")
+    p = check_tiff_file(path, what)
     try:
         tif = tifffile.TiffFile(p)
     except Exception as exc:  # noqa: BLE001 - damaged header
         raise tiff_error(p, exc) from None
     with tif:
         try:
-            series = first_series(tif, p, "image")
-            try:
-                array: Any = tifffile.memmap(p, series=0, mode="r")
-                if tuple(array.shape) != tuple(series.shape):  # pragma: no cover - tifffile oddity
-                    array = array.reshape(series.shape)
-            except (ValueError, OSError):  # compressed, scattered, or truncated data
+            series = first_series(tif, p, what)
+            array: Any = _memmap(p, series) if memmap else None
+            if array is None:  # compressed, scattered or truncated data, or page by page asked
                 try:
                     array = TiffFrames(tif, p)
                 except ValueError:  # pages that do not map onto the shape: read it all

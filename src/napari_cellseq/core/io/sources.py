@@ -4,7 +4,8 @@
 :func:`open_movie` gives a lazy ``(T, Y, X)`` / ``(Y, X)`` array (read one frame at a time, for
 movies larger than memory), :func:`read_movie` the whole array, and :func:`read_training_labels`
 the labels for training: a labels TIFF, or a ground truth folder ``01_GT/SEG`` whose
-``man_seg000.tif ...`` file names say which frames are annotated.
+``man_seg000.tif ...`` file names say which frames are annotated; :func:`open_training_labels`
+the same without reading a labels TIFF whole (training on movies larger than memory).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from ..errors import InputError
 from .checks import select_channel
 from .reading import open_image, read_labels
 from .ome_zarr import is_ome_zarr, open_ome_zarr
+from .views import PaintedFrames
 
-__all__ = ["open_movie", "read_movie", "read_training_labels", "describe_folder_error"]
+__all__ = ["open_movie", "read_movie", "read_training_labels", "open_training_labels", "describe_folder_error"]
 
 
 def describe_folder_error(p: Path) -> InputError:
@@ -74,3 +76,23 @@ def read_training_labels(path: str | os.PathLike, image_shape: tuple[int, ...]) 
         labels, frames = read_ctc_ground_truth(p, n, shape[-2:])
         return (labels[0] if len(shape) == 2 else labels), frames
     return read_labels(p), None
+
+
+@contextmanager
+def open_training_labels(path: str | os.PathLike, image_shape: tuple[int, ...]
+                         ) -> Iterator[tuple[Any, list[int] | None]]:
+    """:func:`read_training_labels` without reading a labels TIFF whole: it is opened page by
+    page (:func:`~napari_cellseq.core.io.open_image` with ``memmap=False``), so training finds
+    the painted frames one page at a time and keeps only those. Ground truth
+    folders and OME-Zarr labels are read as :func:`read_training_labels` reads them (frame by
+    frame files; a lazy zarr array). Use the labels inside the ``with`` block only.
+    """
+    p = Path(path).expanduser()
+    if is_ome_zarr(p):  # e.g. IMAGE.zarr/labels/NAME, read frame by frame
+        yield open_ome_zarr(p), None
+    elif p.is_dir():  # CTC ground truth: one file per annotated frame; keep only those frames
+        labels, frames = read_training_labels(p, image_shape)
+        yield (labels if labels.ndim == 2 else PaintedFrames.of(labels, frames)), frames
+    else:
+        with open_image(p, "labels", memmap=False) as labels:  # scanned once: not kept mapped
+            yield labels, None

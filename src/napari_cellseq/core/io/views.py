@@ -13,6 +13,10 @@ region (:meth:`LazyArray._read`).
 - :class:`TiffPlane`: one 2-D frame of a TIFF file named by its path, each region read from the
   file opened anew: it pickles as its path, so dask workers read their own blocks of a frame
   larger than memory (:mod:`napari_cellseq.core.distributed.blocks`).
+- :class:`PaintedFrames`: a ``(T, Y, X)`` label stack of which only the painted frames are held
+  (the others are zero), e.g. the annotations of a long movie sent to a training process.
+
+:func:`is_lazy` tells such array-likes (and memory maps, dask, zarr) from in-memory numpy arrays.
 """
 
 from __future__ import annotations
@@ -25,7 +29,16 @@ import tifffile
 
 from .tiff_file import first_series, tiff_error
 
-__all__ = ["LazyArray", "TiffFrames", "ChannelView", "TiffPlane"]
+__all__ = ["LazyArray", "TiffFrames", "ChannelView", "TiffPlane", "PaintedFrames", "is_lazy"]
+
+
+def is_lazy(array: Any) -> bool:
+    """True for array-likes whose pixels are read when indexed (numpy memory maps, dask, zarr,
+    :class:`LazyArray`), False for an in-memory numpy array (and for anything without ``shape``)."""
+    if isinstance(array, np.ndarray):
+        return isinstance(array, np.memmap)
+    return hasattr(array, "shape") and hasattr(array, "__getitem__")
+
 
 class LazyArray:
     """Base of array-likes read on indexing; subclasses set ``shape`` / ``dtype`` and ``_read``."""
@@ -127,6 +140,58 @@ class ChannelView(LazyArray):
 
     def _read(self, key: tuple) -> np.ndarray:
         return self.source[key[: self.axis] + (self.channel,) + key[self.axis:]]
+
+
+class PaintedFrames(LazyArray):
+    """A ``(T, Y, X)`` label stack holding only its painted frames; every other frame is zero.
+
+    ``frames`` maps frame index -> ``(Y, X)`` labels (copied); ``shape`` is the whole stack's.
+    ``painted`` lists the held frames that carry a label, so that finding the annotated frames
+    (:func:`~napari_cellseq.core.data.dataset.annotated_frames`) reads nothing. Made from a
+    napari Labels layer or a ground truth folder, it costs the painted frames' memory, not the
+    movie's; it pickles as small as it is.
+    """
+
+    def __init__(self, frames: dict[int, Any], shape: tuple[int, ...], dtype: Any):
+        self.shape = tuple(int(n) for n in shape)
+        self.dtype = np.dtype(dtype)
+        if len(self.shape) != 3:
+            raise ValueError(f"PaintedFrames holds a (T, Y, X) stack, got shape {self.shape}")
+        self._frames: dict[int, np.ndarray] = {}
+        for t, frame in frames.items():
+            t = int(t)
+            if not 0 <= t < self.shape[0]:
+                raise IndexError(f"frame {t} is outside a stack of {self.shape[0]} frames")
+            frame = np.array(frame, dtype=self.dtype, copy=True)
+            if frame.shape != self.shape[1:]:
+                raise ValueError(f"frame {t} has shape {frame.shape}, the stack's frames {self.shape[1:]}")
+            self._frames[t] = frame
+        self.painted = tuple(t for t in sorted(self._frames) if self._frames[t].any())
+
+    @classmethod
+    def of(cls, stack: Any, frames: Any) -> "PaintedFrames":
+        """``frames`` of ``stack (T, Y, X)`` (numpy or lazy), copied one at a time."""
+        return cls({int(t): np.asarray(stack[int(t)]) for t in frames}, tuple(stack.shape), stack.dtype)
+
+    def _frame(self, t: int) -> np.ndarray:
+        t = int(t)
+        if t < 0:
+            t += self.shape[0]
+        if not 0 <= t < self.shape[0]:
+            raise IndexError(f"frame {t} is outside a stack of {self.shape[0]} frames")
+        held = self._frames.get(t)
+        return held if held is not None else np.zeros(self.shape[1:], self.dtype)
+
+    def _read(self, key: tuple) -> np.ndarray:
+        lead, rest = key[0], key[1:]
+        if isinstance(lead, slice):
+            picks = range(*lead.indices(self.shape[0]))
+            out = np.zeros((len(picks),) + np.zeros(self.shape[1:], np.uint8)[rest].shape, self.dtype)
+            for i, t in enumerate(picks):
+                if t in self._frames:
+                    out[i] = self._frames[t][rest]
+            return out
+        return self._frame(lead)[rest].copy()
 
 
 class TiffPlane(LazyArray):

@@ -68,12 +68,15 @@ def train(
     plan: TrainPlan | None = None,
     roc_threshold: bool = True,
     score_checkpoints: bool = False,
+    movie_lengths: tuple[int, ...] = (),
+    origin: dict[str, Any] | None = None,
 ) -> Iterator[Event]:
     """Train a network on the annotated frames of ``image``, yielding events.
 
     Either give the inputs (they are planned by :func:`plan_run`, see there for ``image``,
     ``labels``, the configs, ``frames``, ``init``, ``partial_frames``, ``background_label``,
-    ``validation_frames``, ``roc_threshold`` and ``score_checkpoints``), or a ``plan`` that
+    ``validation_frames``, ``roc_threshold``, ``score_checkpoints``, ``movie_lengths`` and
+    ``origin``), or a ``plan`` that
     :func:`plan_run` made (then give only ``out_path`` and ``stop``).
 
     out_path : model file written (atomically) at every checkpoint and at the end.
@@ -90,7 +93,8 @@ def train(
     if plan is None:
         plan = plan_run(image, labels, model_config, data_config, train_config, postprocess_config,
                         frames, init, partial_frames, background_label, validation_frames,
-                        roc_threshold=roc_threshold, score_checkpoints=score_checkpoints)
+                        roc_threshold=roc_threshold, score_checkpoints=score_checkpoints,
+                        movie_lengths=movie_lengths, origin=origin)
     elif image is not None or labels is not None:
         raise CellseqError("train got both a plan and inputs: give one or the other")
     yield from run(plan, out_path, stop)

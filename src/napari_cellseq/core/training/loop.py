@@ -172,8 +172,11 @@ def run(plan: TrainPlan, out_path: str | os.PathLike,
         device = ddp.device
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed if ddp is None else ddp.seed(config.seed))
+    # only the frames learnt from (and, for sequences, the frames they reach) are read and kept
+    context = CHUNKS_PER_SEQUENCE * config.unroll if plan.temporal else 0
     data = TrainingSet(plan.image, plan.labels, plan.data_config, list(plan.frames), plan.partial_frames,
-                       plan.background_label, weighting=plan.weighting, edge_weight=config.edge_weight)
+                       plan.background_label, weighting=plan.weighting, edge_weight=config.edge_weight,
+                       movie_lengths=plan.movie_lengths, context=context, value_ranges=plan.value_ranges)
     postprocess_config = plan.postprocess_config
     if postprocess_config is None:
         fallback = PostprocessConfig().min_size
@@ -191,7 +194,7 @@ def run(plan: TrainPlan, out_path: str | os.PathLike,
     prior = plan.prior or TrainingRecord()
     record = TrainingRecord(
         frames=tuple(data.frames),
-        value_range=tuple(data.value_range),
+        value_range=None if data.value_range is None else tuple(data.value_range),
         seed=config.seed,
         optimizer=config.optimizer,
         lr=config.lr,
@@ -201,6 +204,8 @@ def run(plan: TrainPlan, out_path: str | os.PathLike,
         focal_gamma=config.focal_gamma if plan.loss == "normalized_focal" else None,
         edge_weight=config.edge_weight if plan.loss == "edge_weighted" else None,
         validation_frames=plan.validation_frames,
+        started_from=prior.started_from,
+        origin=plan.origin,
     )
 
     saved_at: list[int] = []  # steps whose weights this run wrote to out_path

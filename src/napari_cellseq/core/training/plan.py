@@ -14,20 +14,22 @@ check again.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 
-from ..checkpoint import Checkpoint, load_checkpoint
+from ..builtin import resolve_init
+from ..checkpoint import Checkpoint
 from ..config import CROP_BATCH, SEQUENCE_BATCH, DataConfig, ModelConfig, PostprocessConfig, TrainConfig
-from ..data.dataset import annotated_frames, as_movie, target_classes
+from ..data.dataset import annotated_frames, as_movie, movie_spans, target_classes
 from ..device import resolve_device
 from ..errors import CellseqError, InputError
 from ..losses import WEIGHTING, default_loss, loss_function
 from ..models import model_info
-from ..pipeline import prepare_training_inputs
+from ..io.views import is_lazy
+from ..pipeline import movie_value_range, prepare_training_inputs
 from .record import TrainingRecord
 from .validation import split_validation_frames, validation_truth
 
@@ -40,7 +42,13 @@ LossFunction = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 class TrainPlan:
     """A training run with every choice made and every input checked.
 
-    image, labels : ``(T, Y, X)`` movie and its painted labels (a single image is one frame).
+    image, labels : ``(T, Y, X)`` movie and its painted labels (a single image is one frame):
+        numpy arrays, or lazy views read frame by frame
+        (:class:`~napari_cellseq.core.io.ImageFrames`, :class:`~napari_cellseq.core.io.LabelFrames`).
+    value_ranges : for a lazy movie, the grey values normalised to 0 and 1 (one pair per movie
+        of ``movie_lengths``), from the sample segmentation takes
+        (:func:`~napari_cellseq.core.pipeline.movie_value_range`); ``None`` for a numpy movie
+        (the training set takes the percentiles of all of it).
     frames : the frames trained on (sorted); validation_frames : held-out annotated frames.
     partial_frames, background_label : see :class:`~napari_cellseq.core.data.dataset.TrainingSet`.
     model_config : the network to build, with the classes the data needs (or, continuing, the
@@ -57,6 +65,9 @@ class TrainPlan:
     roc_threshold : choose the threshold on the validation frames by ROC (else calibrate on the
         painted training frames); score_checkpoints : score the validation frames after every
         checkpoint (``ValidationScores`` events).
+    movie_lengths : ``image`` is a pool of movies put end to end along T, of these lengths
+        (each normalised alone, no sequence crosses from one into the next); ``()``: one movie.
+    origin : what made the training data, stored in the record (``TrainingRecord.origin``).
     """
 
     image: Any
@@ -79,6 +90,9 @@ class TrainPlan:
     prior: TrainingRecord | None = None
     roc_threshold: bool = True
     score_checkpoints: bool = False
+    movie_lengths: tuple[int, ...] = ()
+    origin: Any = None
+    value_ranges: tuple[tuple[float, float], ...] | None = None
 
     def __repr__(self) -> str:  # no arrays or weights in logs
         return (f"TrainPlan(model={self.model_config.name!r}, frames={list(self.frames)}, "
@@ -113,26 +127,46 @@ def plan_run(
     validation_frames: Sequence[int] | None = None,
     roc_threshold: bool = True,
     score_checkpoints: bool = False,
+    movie_lengths: Sequence[int] = (),
+    origin: Mapping[str, Any] | None = None,
 ) -> TrainPlan:
     """Resolve and check a training run (no optimiser step, no network built).
 
     image : ``(Y, X)`` or ``(T, Y, X)`` grey values; labels : same shape, integer instance ids
-        (or class values ``class + 1`` for target ``"classes"``), 0 = unpainted.
+        (or class values ``class + 1`` for target ``"classes"``), 0 = unpainted. Either may be
+        lazy (numpy memory map, dask, zarr, :class:`~napari_cellseq.core.io.TiffFrames`,
+        :class:`~napari_cellseq.core.io.PaintedFrames`): it is then checked and read frame by
+        frame, never whole (see :func:`~napari_cellseq.core.pipeline.prepare_training_inputs`).
     frames : frames to learn from (default: every annotated frame, minus validation frames).
-    init : a model file or checkpoint to continue from; its model and data settings are kept
-        (except crop size and sampling, taken from ``data_config``), its loss unless
-        ``train_config.loss`` names one; its threshold is dropped (it was chosen for the old
-        weights).
+    init : what to start from (:func:`~napari_cellseq.core.builtin.resolve_init`): ``None``
+        (:data:`~napari_cellseq.core.builtin.DEFAULT_INIT`), ``"random"``, ``"builtin"`` (the
+        built-in of the network of ``model_config`` and the target of ``data_config``), a
+        built-in's name, or a model file or checkpoint to continue from. A model's network and
+        data settings are kept (except crop size and sampling, taken from ``data_config``), its
+        loss unless ``train_config.loss`` names one; its threshold is dropped (it was chosen for
+        the old weights). A built-in is fine-tuned: the record counts this run's steps only and
+        names it (``started_from``); the smallest object size is learnt from the painted cells.
     validation_frames : annotated frames held out of training. With ``roc_threshold`` (default)
         the foreground threshold is chosen on them (pixel-wise ROC); with ``score_checkpoints``
         they are segmented and scored after every checkpoint (they must then be completely
         annotated).
+    movie_lengths : ``image`` and ``labels`` are several movies of equal frame size put end to
+        end along T, of these lengths (they must sum to T); each movie is normalised with its
+        own percentiles and temporal sequences stay inside one movie (a pool of synthetic
+        movies: ``scripts/train_builtin.py``). ``()``: one movie.
+    origin : what made the training data (e.g. the script, its seed and the generator's
+        styles), a mapping of names to texts, numbers or lists of them, stored in the model file
+        as ``training.origin``.
 
     Raises :class:`InputError` / :class:`CellseqError` for every problem with the inputs.
     """
     image, labels = prepare_training_inputs(image, labels, None if frames is None else list(frames),
                                             data_config.target if data_config else None)
     image, labels = as_movie(image), as_movie(labels)
+    movie_lengths = tuple(int(n) for n in movie_lengths)
+    movie_spans(movie_lengths, image.shape[0])  # lengths that do not split the movie fail here
+    if origin is not None:
+        origin = TrainingRecord.check_origin(origin, "origin")
     partial_frames = tuple(int(t) for t in partial_frames)
     frames = None if frames is None else [int(t) for t in frames]
     if validation_frames:
@@ -148,22 +182,28 @@ def plan_run(
         validation = []
     train_config = train_config or TrainConfig()
     check_budget(train_config)
-    base = None
-    if init is not None:
-        base = init if isinstance(init, Checkpoint) else load_checkpoint(init)
+    start = resolve_init(init, (model_config or ModelConfig()).name, (data_config or DataConfig()).target,
+                         model_config)
+    base = start.checkpoint
+    if base is not None:
         if model_config is not None and model_config.name != base.model_config.name:
+            what = f"the built-in {start.builtin}" if start.builtin else "--init"
             raise InputError(
-                f"--init holds a {base.model_config.name!r} model but --model asks for "
-                f"{model_config.name!r}: drop --model or start fresh without --init"
+                f"{what} holds a {base.model_config.name!r} model but --model asks for "
+                f"{model_config.name!r}: drop --model or start from random weights (--init random)"
             )
         model_config = base.model_config
         asked = data_config or base.data_config  # crop size and sampling are the caller's choice
         data_config = replace(base.data_config, crop_size=asked.crop_size, sampling=asked.sampling)
-        # a threshold chosen for the old weights does not hold for the new ones
-        postprocess_config = postprocess_config or replace(base.postprocess_config, threshold=None)
+        if not start.builtin:  # (a built-in's smallest object is the synthetic cells': learnt anew)
+            # a threshold chosen for the old weights does not hold for the new ones
+            postprocess_config = postprocess_config or replace(base.postprocess_config, threshold=None)
     model_config = model_config or ModelConfig()
     data_config = data_config or DataConfig()
-    prior = TrainingRecord.from_dict(base.training) if base is not None else None
+    if start.builtin:  # fine-tuning: the record counts this run, and names where it started
+        prior = TrainingRecord(started_from=start.builtin)
+    else:
+        prior = TrainingRecord.from_dict(base.training) if base is not None else None
     loss = train_config.loss or (prior.loss if prior is not None else None) or default_loss(model_config.name)
     loss_fn = loss_function(loss, train_config.focal_gamma)  # unknown names fail here
     device = resolve_device(train_config.device)
@@ -173,6 +213,12 @@ def plan_run(
     num_classes = target_classes(data_config.target, labels, frames, background_label)
     model_config = _with_classes(model_config, num_classes, base is not None)
     temporal = model_info(model_config.name).temporal  # unknown networks fail here
+    # a lazy movie: the percentiles (and its constant check) from an even sample of frames, per
+    # movie of a pool
+    value_ranges = None
+    if is_lazy(image):
+        value_ranges = tuple(movie_value_range(_PoolMovie(image, a, b), data_config.percentiles)
+                             for a, b in movie_spans(movie_lengths, image.shape[0]))
     if validation and data_config.target != "classes" and roc_threshold:
         # checked now, not after the training budget
         truth, valid = validation_truth(labels, validation, partial_frames, background_label)
@@ -202,7 +248,21 @@ def plan_run(
         prior=prior,
         roc_threshold=roc_threshold,
         score_checkpoints=score_checkpoints and bool(validation),
+        movie_lengths=movie_lengths,
+        origin=origin,
+        value_ranges=value_ranges,
     )
+
+
+class _PoolMovie:
+    """Frames ``start..end - 1`` of a lazy ``(T, Y, X)`` movie, one movie of a pool (read by index)."""
+
+    def __init__(self, movie: Any, start: int, end: int):
+        self.movie, self.start = movie, int(start)
+        self.shape = (int(end) - int(start),) + tuple(int(s) for s in movie.shape[1:])
+
+    def __getitem__(self, t: int) -> Any:
+        return self.movie[self.start + int(t)]
 
 
 def _with_classes(model_config: ModelConfig, num_classes: int, continuing: bool) -> ModelConfig:

@@ -69,6 +69,11 @@ class TrainingRecord(Mapping):
     focal_gamma : only with loss ``normalized_focal``; edge_weight : only with ``edge_weighted``.
     threshold : how the post-processing threshold was chosen (``None``: not chosen).
     validation : the last scores on the validation frames (only when they were scored).
+    started_from : the built-in model the weights were fine-tuned from (``"builtin-unet"``, ...;
+        kept when such a model is continued again); ``None``: random weights.
+    origin : what made the training data when the caller said (``plan_run(origin=...)``), e.g.
+        the built-in weights' script, seed, cores and generator styles: a mapping of names to
+        texts, numbers, booleans or (nested) lists / mappings of them (``None``: not said).
 
     It also reads as the read-only mapping of its stored layout (``record["iterations"]``,
     ``record.get("roc_auc")``, ``"calibration" in record``), for code written against the dict.
@@ -89,6 +94,8 @@ class TrainingRecord(Mapping):
     validation_frames: tuple[int, ...] = ()
     threshold: ThresholdChoice | None = None
     validation: ValidationRecord | None = None
+    started_from: str | None = None
+    origin: Mapping[str, Any] | None = None
 
     # -- the stored layout -------------------------------------------------------------------
 
@@ -98,7 +105,8 @@ class TrainingRecord(Mapping):
                                "frames": list(self.frames)}
         if self.value_range is not None:
             out["value_range"] = list(self.value_range)
-        for name in ("seed", "optimizer", "lr", "batch_size", "device", "loss", "focal_gamma", "edge_weight"):
+        for name in ("seed", "optimizer", "lr", "batch_size", "device", "loss", "focal_gamma", "edge_weight",
+                     "started_from"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         choice = self.threshold
@@ -116,7 +124,15 @@ class TrainingRecord(Mapping):
             out["validation"] = {"iteration": self.validation.iteration,
                                  "frames": list(self.validation.frames),
                                  "scores": dict(self.validation.scores)}
+        if self.origin is not None:
+            out["origin"] = _plain(self.origin)
         return out
+
+    @staticmethod
+    def check_origin(origin: Any, where: str = "the model file") -> dict[str, Any]:
+        """``origin`` as a plain dict, checked: names are texts, values texts, finite numbers,
+        booleans, None, or lists / mappings of them (:class:`ModelFileError` otherwise)."""
+        return _Checker(where).plain("training.origin", origin)
 
     def __getitem__(self, key: str) -> Any:
         return self.to_dict()[key]
@@ -202,12 +218,26 @@ class TrainingRecord(Mapping):
             validation_frames=validation_frames,
             threshold=choice,
             validation=validation,
+            started_from=check.text("training.started_from", get("started_from")),
+            origin=None if get("origin") is None else check.plain("training.origin", get("origin")),
         )
+
+
+def _plain(value: Any) -> Any:
+    """A copy of ``value`` with tuples as lists and mappings as dicts (what the file stores)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, str):
+        return str(value)  # a subclass (e.g. torch's version) would not load with weights_only
+    return value
 
 
 _KEYS = frozenset({"iterations", "seconds", "frames", "value_range", "seed", "optimizer", "lr",
                    "batch_size", "device", "loss", "focal_gamma", "edge_weight", "validation_frames",
-                   "roc_auc", "threshold", "calibration", "validation"})
+                   "roc_auc", "threshold", "calibration", "validation", "origin",
+                   "started_from"})
 _CALIBRATION_KEYS = frozenset({"frames", "threshold", "seg", "ap50", "argmax_seg", "argmax_ap50"})
 
 
@@ -254,6 +284,30 @@ class _Checker:
                 isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in value):
             raise self.fail(name, value, "a list of frame indices")
         return tuple(int(t) for t in value)
+
+    def plain(self, name: str, value: Any, depth: int = 0) -> Any:
+        """A mapping of text names to plain values (texts, finite numbers, booleans, None, and
+        lists / mappings of them, nested at most 4 deep), copied as dicts and lists."""
+        if depth == 0:
+            value = self.mapping(name, value)
+        if depth > 4:
+            raise self.fail(name, value, "values nested at most 4 deep")
+        if isinstance(value, Mapping):
+            out = {}
+            for k, v in value.items():
+                if not isinstance(k, str):
+                    raise self.fail(name, k, "text names")
+                out[k] = self.plain(f"{name}.{k}", v, depth + 1)
+            return out
+        if isinstance(value, (list, tuple)):
+            return [self.plain(f"{name}[{i}]", v, depth + 1) for i, v in enumerate(value)]
+        if isinstance(value, str):
+            return str(value)
+        if value is None or isinstance(value, (bool, int)):
+            return value
+        if isinstance(value, float) and math.isfinite(value):
+            return value
+        raise self.fail(name, value, "a text, a finite number, a boolean, none, or a list / mapping of them")
 
     def pair(self, name: str, value: Any) -> tuple[float, float]:
         if not isinstance(value, (list, tuple)) or len(value) != 2:
