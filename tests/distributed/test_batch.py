@@ -174,3 +174,22 @@ def test_missing_extra_is_one_clear_line(tmp_path, movies, unet_file, monkeypatc
                  "--scheduler", "local:2"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and INSTALL_HINT in err[0] and "distributed is not installed" in err[0]
+
+
+def test_local_cluster_workers_keep_glibc_adaptive_malloc():
+    """Worker processes start with dask's pre-spawn variables but without
+    MALLOC_TRIM_THRESHOLD_ (it makes every torch tensor a fresh mmap: 1.6x slower on CPU), and
+    with one OpenMP thread per core share."""
+    import os
+
+    from distributed import Client
+
+    with local_cluster(2, threads_per_worker=1) as cluster, Client(cluster) as client:
+        env = client.run(lambda: {k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS",
+                                                                "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")})
+    cores = os.cpu_count() or 1
+    expected = str(max(1, cores // 2))
+    assert len(env) == 2
+    for worker_env in env.values():
+        assert worker_env == {"MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": expected,
+                              "MKL_NUM_THREADS": expected, "OPENBLAS_NUM_THREADS": expected}

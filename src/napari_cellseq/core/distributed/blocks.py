@@ -16,13 +16,16 @@ into the output zarr, written to a hidden folder and renamed into place when com
 Where this departs from dask-image: its face step (``_across_block_label_grouping``) joins any
 two labels that touch across a face, right for the binary masks ``ndmeasure.label`` labels but
 wrong for instance labels, where two different cells often touch along a seam. Here each block
-also labels one pixel line beyond its core (it sees the overlap), and two labels ``a`` (block
-A) and ``b`` (block B) facing each other across the seam are joined only where both blocks
-agree that the cell crosses it: A's label of B's first pixel is ``a`` and B's label of A's last
-pixel is ``b``. Touching neighbours are kept apart; a cell that crosses the seam gets one id.
-With an overlap wider than a cell, each block sees every cell of its core whole, so the labels
-match the whole-frame segmentation (tested: SEG within 0.01, no cell split or duplicated at a
-seam; README, "Beyond one machine").
+also labels ``SEAM_BAND`` lines beyond its core (it sees the overlap), and two labels ``a``
+(block A) and ``b`` (block B) of the band around the seam are joined where both blocks give
+at least half of the smaller one's band pixels to both (:func:`seam_matches`, the overlap rule
+of Cellpose's distributed stitching and StarDist's big-image mode, applied to the band): a cell
+that crosses the seam is seen whole by both blocks, on both sides of it, and is joined even
+where the two blocks, tiled differently, draw its edge a pixel apart; touching neighbours,
+one in each core, share only the pixels where the blocks disagree on their common edge and are
+kept apart. With an overlap wider than a cell, each block sees every cell of its core whole, so
+the labels match the whole-frame segmentation (tested: SEG within 0.01, no cell split or
+duplicated at a seam; README, "Beyond one machine").
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from . import require
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BlockResult", "BlocksDone", "BlocksStitched", "segment_blocks", "segment_blocks_events", "open_frame",
+__all__ = ["BlockResult", "BlocksDone", "BlocksStitched", "segment_blocks", "segment_blocks_events", "seam_matches", "open_frame",
            "open_plane", "seam_faces_graph"]
 
 # Pixels whose percentiles normalise the frame (an even 2-D subsample of it).
@@ -221,15 +224,24 @@ def _windows(size: int, block: int) -> list[tuple[int, int]]:
     return [(s, min(s + block, size)) for s in range(0, size, block)]
 
 
+#: Half-width (pixels) of the band around a seam in which two blocks' labels are compared; at
+#: most the overlap (a block sees no further beyond its core).
+SEAM_BAND = 8
+#: Two labels facing each other across a seam are one cell when, inside the band, they share at
+#: least this fraction of the smaller one's pixels there.
+SEAM_SHARE = 0.5
+
+
 @dataclass(frozen=True)
 class _Faces:
     """What block pass 1 returns: ``n`` labels ``1..n`` in its core, and per side (top, bottom,
-    left, right) the core's edge line and the block's labels of the line beyond it (the
-    neighbour's edge line as this block sees it), ids beyond the core as 0; None at the frame edge."""
+    left, right) the block's labels of the band of ``2 k`` lines around that side (``k`` inside the
+    core, ``k`` beyond it, as this block sees them; ids of cells absent from the core are 0), as
+    ``(2 k, L)`` arrays across the seam (rows for top/bottom, transposed for left/right); None at
+    the frame edge."""
 
     n: int
-    edge: dict
-    beyond: dict
+    band: dict
 
 
 def _label_block(pixels: np.ndarray, ckpt: Checkpoint, value_range: tuple[float, float], core: tuple,
@@ -263,36 +275,65 @@ def _label_block(pixels: np.ndarray, ckpt: Checkpoint, value_range: tuple[float,
     lut[present] = np.arange(1, n + 1)
     inner = lut[labels[y0:y1, x0:x1]]
     h, w = labels.shape
-    edge = {"top": inner[0], "bottom": inner[-1], "left": inner[:, 0], "right": inner[:, -1]}
-    beyond = {
-        "top": lut[labels[y0 - 1, x0:x1]] if y0 > 0 else None,
-        "bottom": lut[labels[y1, x0:x1]] if y1 < h else None,
-        "left": lut[labels[y0:y1, x0 - 1]] if x0 > 0 else None,
-        "right": lut[labels[y0:y1, x1]] if x1 < w else None,
+    ch, cw = y1 - y0, x1 - x0
+    kt, kb, kl, kr = (min(SEAM_BAND, y0, ch), min(SEAM_BAND, h - y1, ch),  # lines seen on each side
+                      min(SEAM_BAND, x0, cw), min(SEAM_BAND, w - x1, cw))
+    band = {
+        "top": lut[labels[y0 - kt:y0 + kt, x0:x1]] if kt else None,
+        "bottom": lut[labels[y1 - kb:y1 + kb, x0:x1]] if kb else None,
+        "left": lut[labels[y0:y1, x0 - kl:x0 + kl]].T if kl else None,
+        "right": lut[labels[y0:y1, x1 - kr:x1 + kr]].T if kr else None,
     }
     out = zarr.open_array(store, mode="r+")
     out[window[0]:window[1], window[2]:window[3]] = inner.astype(np.uint32)
-    return _Faces(n, {k: v.astype(np.int64) for k, v in edge.items()}, beyond)
+    return _Faces(n, {side: None if b is None else np.ascontiguousarray(b, dtype=np.int64) for side, b in band.items()})
 
 
 def seam_faces_graph(faces: dict, offsets: dict) -> np.ndarray:
-    """Edges ``(2, M)`` between global ids of labels facing each other across block seams, where
-    both blocks see the cell crossing the seam (see the module docstring); ``faces[(i, j)]`` are
-    the blocks' :class:`_Faces`, ``offsets[(i, j)]`` the id offset of each block."""
+    """Edges ``(2, M)`` between global ids of labels that are one cell cut by a block seam (see
+    the module docstring); ``faces[(i, j)]`` are the blocks' :class:`_Faces`, ``offsets[(i, j)]``
+    the id offset of each block."""
     pairs = []
     for (i, j), f in faces.items():
         for side, (di, dj), other in (("bottom", (1, 0), "top"), ("right", (0, 1), "left")):
             g = faces.get((i + di, j + dj))
-            if g is None:
+            if g is None or f.band[side] is None or g.band[other] is None:
                 continue
-            a, a_beyond = f.edge[side], f.beyond[side]
-            b, b_beyond = g.edge[other], g.beyond[other]
-            agree = (a > 0) & (b > 0) & (a_beyond == a) & (b_beyond == b)
-            if agree.any():
-                pairs.append(np.stack([a[agree] + offsets[(i, j)], b[agree] + offsets[(i + di, j + dj)]]))
+            a, b = seam_matches(f.band[side], g.band[other])
+            if a.size:
+                pairs.append(np.stack([a + offsets[(i, j)], b + offsets[(i + di, j + dj)]]))
     if not pairs:
         return np.zeros((2, 0), dtype=np.int64)
     return np.unique(np.concatenate(pairs, axis=1), axis=1)
+
+
+def seam_matches(a_band: np.ndarray, b_band: np.ndarray, share: float = SEAM_SHARE) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs ``(a ids, b ids)`` of one cell seen by two neighbouring blocks.
+
+    ``a_band``, ``b_band``: the same band of pixels around a seam, ``(2 k, L)``, as block A and
+    block B label it (0: background or a cell outside that block's core; the two bands may
+    differ in width when ``k`` differs, then the common middle lines are used). A label ``a``
+    and a label ``b`` are joined when the pixels both blocks give to them are at least ``share``
+    of the smaller of the two there: a cell that crosses the seam is seen by both blocks on both
+    sides of it (or, where one block cuts it at the seam, that block's part lies inside the
+    other block's cell), while two touching cells, one in each core, share only the line or two
+    where the blocks disagree on their common edge, a small part of the ``k`` lines each has on
+    its side.
+    """
+    ka, kb = a_band.shape[0] // 2, b_band.shape[0] // 2
+    k = min(ka, kb)
+    if k == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    a, b = a_band[ka - k:ka + k], b_band[kb - k:kb + k]
+    both = (a > 0) & (b > 0)
+    if not both.any():
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    pair_ids, shared = np.unique(np.stack([a[both], b[both]]), axis=1, return_counts=True)
+    ids_a, area_a = np.unique(a[a > 0], return_counts=True)
+    ids_b, area_b = np.unique(b[b > 0], return_counts=True)
+    smaller = np.minimum(area_a[np.searchsorted(ids_a, pair_ids[0])], area_b[np.searchsorted(ids_b, pair_ids[1])])
+    keep = shared >= share * smaller
+    return pair_ids[0][keep], pair_ids[1][keep]
 
 
 def _add_offsets(block: np.ndarray, offsets: np.ndarray, block_info=None) -> np.ndarray:

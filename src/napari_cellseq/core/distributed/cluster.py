@@ -53,19 +53,44 @@ def local_cluster(n_workers: int | None = None, threads_per_worker: int = 1, pro
     """A ``distributed.LocalCluster`` without a dashboard; torch in each worker process gets
     ``cores // n_workers`` threads (OMP_NUM_THREADS), so workers do not oversubscribe the CPU."""
     require("dask", "distributed")
+    import dask
     from distributed import LocalCluster
 
     cores = os.cpu_count() or 1
     n = n_workers or max(1, cores // max(1, threads_per_worker))
     kwargs: dict[str, Any] = {}
+    per = str(max(1, cores // n))
     if processes:
-        per = str(max(1, cores // n))
-        kwargs["env"] = {"OMP_NUM_THREADS": per, "MKL_NUM_THREADS": per}
         kwargs["host"] = "127.0.0.1"  # this machine only (in-process clusters talk in memory)
     # no dashboard; the scheduler's small HTTP server on this machine, a free port (not 8787)
     kwargs["scheduler_kwargs"] = {"dashboard_address": "127.0.0.1:0"}
-    return LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=processes,
-                        dashboard_address=None, **kwargs)
+    with dask.config.set({PRE_SPAWN: worker_environment(per)}):
+        return LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=processes,
+                            dashboard_address=None, **kwargs)
+
+
+#: dask's configuration key of the variables a nanny sets before its worker process starts.
+PRE_SPAWN = "distributed.nanny.pre-spawn-environ"
+
+
+def worker_environment(threads: str | int) -> dict[str, str]:
+    """What a worker process of napari-cellseq's local cluster starts with: ``threads`` OpenMP /
+    MKL / OpenBLAS threads, and dask's other pre-spawn variables, except ``MALLOC_TRIM_THRESHOLD_``.
+
+    dask sets ``MALLOC_TRIM_THRESHOLD_=65536`` so that workers hand freed memory back to the
+    system; setting it also switches off glibc's adaptive mmap threshold, so every tensor above
+    128 KiB is a fresh ``mmap`` (page faults on every use) and freed with ``munmap``. Measured on
+    HeLa frames (U-Net, CPU, 2 workers x 1 thread): 13.5 s with it, 8.3 s without, against 8.4 s
+    for the same movies in one process with 2 threads.
+    For a cluster of your own (dask-jobqueue), give its workers the same mapping: the dask
+    configuration key ``distributed.nanny.pre-spawn-environ`` without ``MALLOC_TRIM_THRESHOLD_``
+    (README, "Beyond one machine").
+    """
+    import dask
+
+    env = {k: v for k, v in dict(dask.config.get(PRE_SPAWN, {})).items() if k != "MALLOC_TRIM_THRESHOLD_"}
+    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
+    return env
 
 
 @contextmanager
