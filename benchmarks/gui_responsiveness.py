@@ -255,7 +255,9 @@ def main(argv=None) -> int:
     print()
     print(f"{'':20s} {'steps/s':>8s} {'vs headless':>12s} {'max stall':>10s} {'p99 stall':>10s} {'start-up':>9s}")
     print(f"{'headless':20s} {base:8.2f} {'100 %':>12s}")
-    ok = True
+    from napari_cellseq.gui._backend import TRAINING_RUNS_IN
+
+    verdict: dict[str, bool] = {}
     for mode, preview in configs:
         key = f"{mode} preview {preview}"
         rs = results[key]
@@ -265,8 +267,11 @@ def main(argv=None) -> int:
         startup = statistics.median(r["startup_s"] for r in rs)
         ratio = 100 * sps / base
         print(f"{key:20s} {sps:8.2f} {ratio:11.0f} % {stall:8.0f} ms {p99:7.0f} ms {startup:7.1f} s")
-        ok &= stall < 100 and ratio >= 90
-    print("targets (stall < 100 ms, speed >= 90 %):", "met" if ok else "NOT met")
+        verdict[mode] = verdict.get(mode, True) and stall < 100 and ratio >= 90
+    for mode, ok in verdict.items():
+        which = "the default, TRAINING_RUNS_IN" if mode == TRAINING_RUNS_IN else "not the default"
+        print(f"targets (stall < 100 ms, speed >= 90 %) training in a {mode} ({which}):",
+              "met" if ok else "NOT met")
     return 0
 
 
