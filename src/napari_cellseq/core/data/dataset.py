@@ -32,7 +32,7 @@ from skimage.segmentation import relabel_sequential
 
 from ..config import INSTANCE_CLASSES, TARGETS, DataConfig
 from ..errors import CellseqError, InputError
-from ..io.views import LazyArray, is_lazy
+from ..io.views import FrameStack, is_lazy
 from .augment import crop_grid, random_transform, sample
 from .normalize import OUTSIDE, normalize, percentile_range
 from .targets import MAX_CLASSES, class_targets, weight_map
@@ -464,7 +464,7 @@ class TrainingSet:
         return x, c, w, v
 
 
-class NormalizedMovie(LazyArray):
+class NormalizedMovie(FrameStack):
     """The movie of a :class:`TrainingSet` normalised as the network sees it, ``(T, Y, X) float32``,
     read frame by frame (inference input for validation and calibration): frames the set keeps
     come from memory, the others are read from its image and normalised with its value range."""
@@ -483,13 +483,3 @@ class NormalizedMovie(LazyArray):
         shifted -= np.float32(OUTSIDE)  # the same float32 rounding as a kept frame
         return shifted + np.float32(OUTSIDE)
 
-    def _read(self, key: tuple) -> np.ndarray:
-        lead, rest = key[0], key[1:]
-        if isinstance(lead, slice):
-            picks = range(*lead.indices(self.shape[0]))
-            out = np.empty((len(picks),) + np.empty(self.shape[1:], np.uint8)[rest].shape, np.float32)
-            for i, t in enumerate(picks):
-                out[i] = self._frame(t)[rest]
-            return out
-        t = int(lead)
-        return self._frame(t + self.shape[0] if t < 0 else t)[rest]

@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import InputError
 from .checks import check_finite, check_labels
 from .checks import logger as checks_logger
-from .views import LazyArray
+from .views import FrameStack
 
 __all__ = ["ImageFrames", "LabelFrames"]
 
@@ -46,7 +46,7 @@ class _FirstWarning(logging.Filter):
         return True
 
 
-class ImageFrames(LazyArray):
+class ImageFrames(FrameStack):
     """A lazy movie ``(T, Y, X)`` (layout already checked) whose frames are checked when read.
 
     ``source`` is any array-like with ``shape`` and ``__getitem__``; only ``image[t]`` (one
@@ -58,22 +58,13 @@ class ImageFrames(LazyArray):
         self.shape = tuple(int(s) for s in source.shape)
         self.dtype = np.dtype(getattr(source, "dtype", np.float64))
 
-    def _read(self, key: tuple) -> np.ndarray:
-        lead, rest = key[0], key[1:]
-        if isinstance(lead, slice):
-            picks = range(*lead.indices(self.shape[0]))
-            return np.stack([self._frame(t)[rest] for t in picks]) if len(picks) else \
-                np.zeros((0,) + self.shape[1:], self.dtype)[(slice(None),) + rest]
-        return self._frame(int(lead))[rest]
-
     def _frame(self, t: int) -> np.ndarray:
-        t = t + self.shape[0] if t < 0 else t
         frame = np.asarray(self.source[t])
         check_finite(frame, f"frame {t} of {self.name}")
         return frame
 
 
-class LabelFrames(LazyArray):
+class LabelFrames(FrameStack):
     """A lazy label stack ``(T, Y, X)`` of an image of ``image_shape``, checked frame by frame.
 
     The shape and dtype are checked at once (as :func:`~.checks.check_labels` does); each frame
@@ -98,15 +89,7 @@ class LabelFrames(LazyArray):
             )
         self._once = _FirstWarning()
 
-    def _read(self, key: tuple) -> np.ndarray:
-        lead, rest = key[0], key[1:]
-        if isinstance(lead, slice):
-            picks = range(*lead.indices(self.shape[0]))
-            return np.stack([self._frame(t)[rest] for t in picks])
-        return self._frame(int(lead))[rest]
-
     def _frame(self, t: int) -> np.ndarray:
-        t = t + self.shape[0] if t < 0 else t
         frame = np.asarray(self.source[t])
         checks_logger.addFilter(self._once)  # a warning about the stack is said once, not per frame
         try:

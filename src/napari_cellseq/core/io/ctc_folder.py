@@ -29,7 +29,7 @@ import numpy as np
 import tifffile
 
 from ..errors import InputError
-from .views import LazyArray
+from .views import FrameStack
 from .writers import label_dtype
 
 __all__ = ["is_ctc_sequence", "open_ctc_sequence", "CtcSequence", "read_ctc_ground_truth", "ctc_frame_files"]
@@ -69,10 +69,10 @@ def _page_info(path: Path) -> tuple[tuple[int, ...], np.dtype]:
         raise InputError(f"{path} cannot be read as TIFF ({type(exc).__name__}): export the frame again") from None
 
 
-class CtcSequence(LazyArray):
+class CtcSequence(FrameStack):
     """A Cell Tracking Challenge sequence folder as a lazy ``(T, Y, X)`` array.
 
-    A :class:`~napari_cellseq.core.io.views.LazyArray`: ``shape``, ``dtype``, ``len()``,
+    A :class:`~napari_cellseq.core.io.views.FrameStack`: ``shape``, ``dtype``, ``len()``,
     ``seq[t]`` (reads ``t{t:03d}.tif`` only), slices and ``...``, ``np.asarray(seq)`` (reads all). Frames must be numbered
     0..T-1 without gaps and all have one 2D shape and dtype (checked from the file headers).
     """
@@ -109,16 +109,6 @@ class CtcSequence(LazyArray):
         except Exception as exc:  # noqa: BLE001
             raise InputError(f"{self.files[t]} cannot be read ({type(exc).__name__}): export the frame again") from None
         return frame.reshape(self.shape[1:])
-
-    def _read(self, key: tuple) -> np.ndarray:
-        first, rest = key[0], key[1:]
-        if isinstance(first, slice):
-            frames = [self._frame(t)[rest] for t in range(*first.indices(self.shape[0]))]
-            return np.stack(frames) if frames else np.zeros((0,) + self.shape[1:], self.dtype)[(slice(None),) + rest]
-        t = int(first) + (self.shape[0] if first < 0 else 0)
-        if not 0 <= t < self.shape[0]:
-            raise IndexError(f"frame {first} outside 0..{self.shape[0] - 1}")
-        return self._frame(t)[rest]
 
 
 def open_ctc_sequence(folder: str | os.PathLike) -> CtcSequence:

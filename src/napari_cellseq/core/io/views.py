@@ -5,6 +5,8 @@ indexing with integers, slices and ``...`` (normalised to one index per axis her
 ``np.asarray(view)`` (reads everything). A subclass says only how to read one fully indexed
 region (:meth:`LazyArray._read`).
 
+- :class:`FrameStack`: the base of stacks read one frame (axis 0) at a time: a subclass says
+  how to read frame ``t`` (``_frame``); indexing, negative frames, bounds and slices are here.
 - :class:`TiffFrames`: the first image series of an open TIFF file, read page by page, e.g.
   ``frames[t]`` of a ``(T, Y, X)`` movie reads one page; for files that cannot be
   memory-mapped (compressed, or pages scattered in the file).
@@ -29,7 +31,7 @@ import tifffile
 
 from .tiff_file import first_series, tiff_error
 
-__all__ = ["LazyArray", "TiffFrames", "ChannelView", "TiffPlane", "PaintedFrames", "is_lazy"]
+__all__ = ["LazyArray", "FrameStack", "TiffFrames", "ChannelView", "TiffPlane", "PaintedFrames", "is_lazy"]
 
 
 def is_lazy(array: Any) -> bool:
@@ -73,6 +75,36 @@ class LazyArray:
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         data = self[...]
         return data if dtype is None else data.astype(dtype, copy=False)
+
+
+class FrameStack(LazyArray):
+    """A stack ``(T, ...)`` read one frame at a time: subclasses set ``shape`` / ``dtype`` and
+    :meth:`_frame` (frame ``t``, ``0 <= t < T``, as an array of the frame's shape).
+
+    ``stack[t, ...]`` reads frame ``t`` (negative ``t`` counts from the end; outside the stack:
+    ``IndexError``); ``stack[a:b, ...]`` reads those frames one by one into one array, whose
+    dtype is the frames' (a subclass may cast them, e.g. checked labels).
+    """
+
+    def _frame(self, t: int) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _read(self, key: tuple) -> np.ndarray:
+        lead, rest = key[0], key[1:]
+        n = self.shape[0]
+        if isinstance(lead, slice):
+            picks = range(*lead.indices(n))
+            out = None
+            for i, t in enumerate(picks):
+                part = self._frame(t)[rest]
+                if out is None:
+                    out = np.empty((len(picks),) + part.shape, part.dtype)
+                out[i] = part
+            return out if out is not None else np.zeros((0,) + self.shape[1:], self.dtype)[(slice(None),) + rest]
+        t = int(lead) + (n if lead < 0 else 0)
+        if not 0 <= t < n:
+            raise IndexError(f"frame {int(lead)} is outside a stack of {n} frames")
+        return self._frame(t)[rest]
 
 
 class TiffFrames(LazyArray):
@@ -142,7 +174,7 @@ class ChannelView(LazyArray):
         return self.source[key[: self.axis] + (self.channel,) + key[self.axis:]]
 
 
-class PaintedFrames(LazyArray):
+class PaintedFrames(FrameStack):
     """A ``(T, Y, X)`` label stack holding only its painted frames; every other frame is zero.
 
     ``frames`` maps frame index -> ``(Y, X)`` labels (copied); ``shape`` is the whole stack's.
@@ -174,24 +206,8 @@ class PaintedFrames(LazyArray):
         return cls({int(t): np.asarray(stack[int(t)]) for t in frames}, tuple(stack.shape), stack.dtype)
 
     def _frame(self, t: int) -> np.ndarray:
-        t = int(t)
-        if t < 0:
-            t += self.shape[0]
-        if not 0 <= t < self.shape[0]:
-            raise IndexError(f"frame {t} is outside a stack of {self.shape[0]} frames")
-        held = self._frames.get(t)
-        return held if held is not None else np.zeros(self.shape[1:], self.dtype)
-
-    def _read(self, key: tuple) -> np.ndarray:
-        lead, rest = key[0], key[1:]
-        if isinstance(lead, slice):
-            picks = range(*lead.indices(self.shape[0]))
-            out = np.zeros((len(picks),) + np.zeros(self.shape[1:], np.uint8)[rest].shape, self.dtype)
-            for i, t in enumerate(picks):
-                if t in self._frames:
-                    out[i] = self._frames[t][rest]
-            return out
-        return self._frame(lead)[rest].copy()
+        held = self._frames.get(t)  # a copy: the held frames stay as they were painted
+        return held.copy() if held is not None else np.zeros(self.shape[1:], self.dtype)
 
 
 class TiffPlane(LazyArray):
