@@ -141,12 +141,45 @@ def test_stack_matches_only_within_frames():
 def test_evaluate_is_json_serialisable_python_numbers():
     gt = _square_gt()
     res = evaluate(gt, gt)
-    assert set(res) == {"seg", "ap50", "dice", "pixel_accuracy", "n_gt", "n_pred", "tp", "fp", "fn"}
+    assert set(res) == {"seg", "ap50", "dice", "pixel_accuracy", "n_gt", "n_pred", "tp", "fp", "fn",
+                        "area_ratio"}
     for key, value in res.items():
         assert type(value) in (float, int), key
     json.dumps(res)
     assert res == {"seg": 1.0, "ap50": 1.0, "dice": 1.0, "pixel_accuracy": 1.0, "n_gt": 1,
-                   "n_pred": 1, "tp": 1, "fp": 0, "fn": 0}
+                   "n_pred": 1, "tp": 1, "fp": 0, "fn": 0, "area_ratio": 1.0}
+
+
+def test_area_ratio_of_one_matched_pair():
+    gt = np.zeros((20, 20), np.uint16)
+    gt[2:12, 2:12] = 4  # 100 px
+    pred = np.zeros_like(gt)
+    pred[2:13, 2:13] = 9  # 121 px, IoU 100/121 >= 0.5
+    assert evaluate(gt, pred)["area_ratio"] == pytest.approx(1.21)
+
+
+def test_area_ratio_is_the_median_over_matched_pairs_of_all_frames():
+    gt = np.zeros((2, 40, 40), np.uint16)
+    pred = np.zeros_like(gt)
+    gt[0, 0:10, 0:10] = 1  # 100 px -> 11x11: 1.21
+    pred[0, 0:11, 0:11] = 5
+    gt[0, 20:30, 20:30] = 2  # 100 px -> 9x9: 0.81
+    pred[0, 20:29, 20:29] = 6
+    gt[1, 0:10, 0:10] = 3  # frame 1: 100 px -> 10x12: 1.2
+    pred[1, 0:10, 0:12] = 7
+    gt[1, 20:30, 20:30] = 8  # 100 px -> 4x4 inside: IoU 0.16, not a pair (fn)
+    pred[1, 22:26, 22:26] = 2
+    pred[1, 32:40, 32:40] = 3  # on background: fp, not a pair
+    res = evaluate(gt, pred)
+    assert (res["tp"], res["fp"], res["fn"]) == (3, 2, 1)
+    assert res["area_ratio"] == pytest.approx(1.2)  # median of 0.81, 1.2, 1.21
+    assert evaluate(gt, pred, frames=[0])["area_ratio"] == pytest.approx((1.21 + 0.81) / 2)
+
+
+def test_area_ratio_is_nan_without_a_matched_pair():
+    gt = _square_gt()
+    assert math.isnan(evaluate(gt, np.zeros_like(gt))["area_ratio"])
+    assert math.isnan(evaluate(np.zeros_like(gt), gt)["area_ratio"])
 
 
 def test_integral_floats_and_huge_ids_are_accepted():

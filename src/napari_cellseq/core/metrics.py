@@ -316,7 +316,10 @@ def evaluate(gt: Any, pred: Any, frames: Sequence[int] | None = None) -> dict[st
 
     Returns a dict of python numbers: ``seg`` (:func:`seg_score`, ``nan`` without reference
     objects), ``ap50`` (:func:`average_precision` at IoU 0.5), ``dice``, ``pixel_accuracy``,
-    ``n_gt`` / ``n_pred`` (objects summed over frames), ``tp``, ``fp``, ``fn`` (at IoU 0.5).
+    ``n_gt`` / ``n_pred`` (objects summed over frames), ``tp``, ``fp``, ``fn`` (at IoU 0.5) and
+    ``area_ratio``: the median, over the pairs matched at IoU >= 0.5 (the matching of ``ap50``,
+    all frames pooled), of predicted area / reference area (> 1: objects drawn too large; ``nan``
+    without a matched pair). A 10x10 reference square matched to an 11x11 prediction is 1.21.
     """
     g, p = _check_pair(gt, pred)
     idx = _check_frames(frames, g.shape[0], np.ndim(gt))
@@ -324,6 +327,7 @@ def evaluate(gt: Any, pred: Any, frames: Sequence[int] | None = None) -> dict[st
         g, p = g[idx], p[idx]
     seg_sum, n_ref = 0.0, 0
     tp = fp = fn = n_gt = n_pred = 0
+    ratios: list[np.ndarray] = []
     for t in range(g.shape[0]):
         ov = _overlap(g[t], p[t])
         s, n = _seg_parts(ov)
@@ -331,6 +335,8 @@ def evaluate(gt: Any, pred: Any, frames: Sequence[int] | None = None) -> dict[st
         m = _match(ov, 0.5)
         tp, fp, fn = tp + m.tp, fp + m.fp, fn + m.fn
         n_gt, n_pred = n_gt + m.n_gt, n_pred + m.n_pred
+        if m.pairs:
+            ratios.append(_area_ratios(ov, m.pairs))
     denom = tp + fp + fn
     return {
         "seg": seg_sum / n_ref if n_ref else float("nan"),
@@ -342,7 +348,17 @@ def evaluate(gt: Any, pred: Any, frames: Sequence[int] | None = None) -> dict[st
         "tp": tp,
         "fp": fp,
         "fn": fn,
+        "area_ratio": float(np.median(np.concatenate(ratios))) if ratios else float("nan"),
     }
+
+
+def _area_ratios(ov: _Overlap, pairs: tuple[tuple[int, int, float], ...]) -> np.ndarray:
+    """Predicted area / reference area of each matched ``(gt_id, pred_id, iou)`` pair of a frame
+    (``ov.gt_ids`` and ``ov.pred_ids`` are sorted, so ids are found by bisection)."""
+    ids = np.array([(a, b) for a, b, _ in pairs], dtype=np.int64)
+    gt_area = ov.gt_areas[np.searchsorted(ov.gt_ids, ids[:, 0])]
+    pred_area = ov.pred_areas[np.searchsorted(ov.pred_ids, ids[:, 1])]
+    return pred_area / gt_area
 
 
 # --------------------------------------------------------------------------- semantic / pixel
