@@ -209,6 +209,7 @@ def _train_opened(args, out: Path, image, labels, frames, model_config, init) ->
         iterations=args.iterations, max_time=max_time, batch_size=args.batch_size,
         optimizer=args.optimizer, lr=lr, seed=args.seed, device=args.device,
         checkpoint_every=args.checkpoint_every, loss=args.loss, calibrate=args.calibrate,
+        holdout=TrainConfig().holdout if args.holdout is None else args.holdout,
     )
     data_config = DataConfig(target=args.target, crop_size=args.crop, sampling=args.sampling)
     # the one place the inputs are checked and the run resolved (train does not check again)
@@ -269,9 +270,8 @@ def _train_loop(events) -> None:
         elif isinstance(event, Step):
             last_loss = event.loss
             bar.update(event.fraction, f"step {event.iteration} loss {event.loss:.4f} {event.elapsed:.0f}s")
-        elif isinstance(event, ThresholdChosen) and event.choice.method == "roc":
-            logger.info("validation frames: pixel-wise ROC AUC %.4f; foreground threshold %.4f "
-                        "(Youden's J) stored in the model", event.choice.roc_auc, event.choice.threshold)
+        elif isinstance(event, ThresholdChosen):
+            logger.info("post-processing: %s; stored in the model", event.choice.summary())
         elif isinstance(event, CheckpointSaved):
             logger.debug("checkpoint at step %d -> %s", event.iteration, event.path)
         elif isinstance(event, Done):
@@ -580,6 +580,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-calibrate", dest="calibrate", action="store_false",
                    help="keep the argmax: do not choose the foreground threshold on the painted frames "
                         "after training (it is chosen by default; validation frames choose it by ROC)")
+    p.add_argument("--holdout", type=_number(float, 0.0, "from 0 to 0.45", high=0.45 + 1e-9), metavar="FRACTION",
+                   help="the threshold is chosen on painted cells held out of training: a band this fraction of "
+                        "the frame wide in up to 4 painted frames, with the cells it touches (default 0.15); "
+                        "0: hold nothing out and choose on the trained pixels")
     p.add_argument("--checkpoint-every", type=_POSITIVE, default=30.0, metavar="SECONDS",
                    help="advanced: seconds between model files saved during training (default 30)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")

@@ -289,6 +289,11 @@ class TrainConfig:
     calibrate : after training, segment up to 4 completely painted frames and keep the
         foreground threshold (``PostprocessConfig.threshold``) that scores best on them (mean of
         SEG and AP50); skipped when validation frames choose it from a ROC, or for class targets.
+    holdout : with ``calibrate``, a band of this fraction of the longer side of each of those
+        frames, with the painted cells it touches, is held out of training and the threshold is
+        scored there only (:mod:`napari_cellseq.core.training.holdout`): chosen on pixels no
+        optimiser step saw. 0: nothing held out, the threshold is scored on the trained pixels
+        (the behaviour before issue 13; biased towards low thresholds).
     loss : ``"weighted_ce"`` (eq. 8-9 of the U-LSTM paper), ``"normalized_focal"`` (GRUU-Net,
         paper 001) or ``"edge_weighted"`` (FCN-GoogLeNet blog, paper 003); ``None``: the loss of
         the model's paper (:func:`napari_cellseq.core.losses.default_loss`; continuing from a
@@ -309,6 +314,7 @@ class TrainConfig:
     checkpoint_every: float = 30.0
     amp: bool = True
     calibrate: bool = True
+    holdout: float = 0.15
     loss: Loss | None = None
     focal_gamma: float = 2.0
     edge_weight: float = 10.0
@@ -325,6 +331,7 @@ class TrainConfig:
         _int(self, "seed", 0, high=1 << 64)  # torch.manual_seed takes 64-bit seeds
         check_device(self.device)
         _float(self, "checkpoint_every", 0.0, positive=True)
+        _float(self, "holdout", 0.0, 0.45)
         _choice(self, "loss", LOSSES, optional=True)
         _float(self, "focal_gamma", 0.0)
         _float(self, "edge_weight", 0.0)

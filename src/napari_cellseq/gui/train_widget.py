@@ -39,7 +39,7 @@ from napari.utils.notifications import show_info
 from ..core.builtin import DEFAULT_INIT, RANDOM, builtin_for, builtin_of_path
 from ..core.config import DataConfig, TrainConfig
 from ..core.errors import CellseqError
-from ..core.events import CheckpointSaved, Done, Started, Step, Validation
+from ..core.events import CheckpointSaved, Done, Started, Step, ThresholdChosen, Validation
 from ..core.losses import default_loss
 from ..core.models import available_models, model_info
 from ..core.training import CROP_BATCH, SEQUENCE_BATCH
@@ -95,6 +95,7 @@ class TrainWidget(Container):
         self._current_net: str | None = None  # the network of the current model (what "current" continues)
         self._setting_file = False
         self._done: Done | None = None
+        self._threshold_summary = ""  # how the last run chose its threshold (ThresholdChoice.summary)
         self._last_status = 0.0
         self._job_image = None  # the image layer of the running job (preview placement)
         self.preview_layer: napari.layers.Labels | None = None
@@ -438,6 +439,7 @@ class TrainWidget(Container):
             self.reason.visible = True
             return
         self._done = None
+        self._threshold_summary = ""
         self._last_status = 0.0
         self._job_image = self.image.value
         self.plot.clear()
@@ -493,6 +495,8 @@ class TrainWidget(Container):
             if image is not None and image in self.viewer.layers:
                 self.preview_layer = _layers.show_preview(self.viewer, image, event.frame, event.labels,
                                                           self.preview_layer)
+        elif isinstance(event, ThresholdChosen):
+            self._threshold_summary = event.choice.summary()
         elif isinstance(event, Done):
             self._done = event
             self.state.model_path = event.path
@@ -524,7 +528,11 @@ class TrainWidget(Container):
                     f"saved {Path(done.path).name}")
             self.status.value = text
             self.status.tooltip = done.path
-            show_info(f"{text} ({done.path})")
+            chosen = self._threshold_summary
+            if chosen:
+                shown = self.validation_text.value
+                self.validation_text.value = f"{shown}\n{chosen}" if shown else chosen
+            show_info(f"{text} ({done.path})" + (f"\n{chosen}" if chosen else ""))
         if not state.busy:
             self.state.training = False
             self._job_image = None

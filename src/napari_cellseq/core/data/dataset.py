@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -201,6 +201,8 @@ class TrainingSet:
     value_ranges : per movie of the pool, the grey values normalised to 0 and 1; ``None``: the
         ``config.percentiles`` of each whole movie (read whole: give them for a lazy movie, e.g.
         from :func:`~napari_cellseq.core.pipeline.movie_value_range`).
+    excluded : frame -> ``(Y, X)`` bool, painted pixels that carry no loss (held out of
+        training to choose the post-processing on, :mod:`napari_cellseq.core.training.holdout`).
 
     ``num_classes`` is the number of target classes: 3, 2, or for ``"classes"`` the largest
     painted value in the frames learnt from.
@@ -219,6 +221,7 @@ class TrainingSet:
         movie_lengths: tuple[int, ...] = (),
         context: int | None = None,
         value_ranges: Sequence[tuple[float, float]] | None = None,
+        excluded: Mapping[int, np.ndarray] | None = None,
     ):
         self.weighting, self.edge_weight = weighting, float(edge_weight)
         image = as_movie(image if is_lazy(image) else np.asarray(image))
@@ -271,8 +274,9 @@ class TrainingSet:
         self.semantic = config.target == "classes"
         self.num_classes = target_classes(config.target, labels, self.frames, background_label)
         self._pools: list[np.ndarray] = []  # balanced sampling: per class, codes t * Y * X + yx
+        excluded = excluded or {}
         for t in self.frames:
-            self._prepare(t, np.asarray(labels[t]), t in set(partial_frames), background_label)
+            self._prepare(t, np.asarray(labels[t]), t in set(partial_frames), background_label, excluded.get(t))
         if config.sampling == "balanced":
             self._build_pools()
         logger.info("training set: %d frames of %s, annotated %s, %d kept in memory", n, self.frame_shape,
@@ -289,8 +293,11 @@ class TrainingSet:
             "classes: give one weight per class"
         )
 
-    def _prepare(self, t: int, labels: np.ndarray, partial: bool, background_label: int | None):
+    def _prepare(self, t: int, labels: np.ndarray, partial: bool, background_label: int | None,
+                 excluded: np.ndarray | None = None):
         valid = np.ones(labels.shape, dtype=np.float32)
+        if excluded is not None:
+            valid[excluded] = 0.0
         labels = labels.astype(np.int64, copy=True)
         if self.semantic:
             if background_label is not None:

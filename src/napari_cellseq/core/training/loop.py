@@ -46,7 +46,7 @@ from ..models import advance_state, build_model
 from ..models.base import detach_state
 from .plan import LossFunction, TrainPlan
 from .record import TrainingRecord, ValidationRecord
-from .threshold import choose_threshold
+from .threshold import choose_threshold, holdout_for
 from .validation import validation_scores
 
 logger = logging.getLogger(__name__)
@@ -174,9 +174,12 @@ def run(plan: TrainPlan, out_path: str | os.PathLike,
     rng = np.random.default_rng(config.seed if ddp is None else ddp.seed(config.seed))
     # only the frames learnt from (and, for sequences, the frames they reach) are read and kept
     context = CHUNKS_PER_SEQUENCE * config.unroll if plan.temporal else 0
+    # painted pixels no step sees: the post-processing threshold is chosen on them (holdout.py)
+    holdout = holdout_for(plan)
     data = TrainingSet(plan.image, plan.labels, plan.data_config, list(plan.frames), plan.partial_frames,
                        plan.background_label, weighting=plan.weighting, edge_weight=config.edge_weight,
-                       movie_lengths=plan.movie_lengths, context=context, value_ranges=plan.value_ranges)
+                       movie_lengths=plan.movie_lengths, context=context, value_ranges=plan.value_ranges,
+                       excluded=None if holdout is None else holdout.excluded())
     postprocess_config = plan.postprocess_config
     if postprocess_config is None:
         fallback = PostprocessConfig().min_size
@@ -296,7 +299,8 @@ def run(plan: TrainPlan, out_path: str | os.PathLike,
         yield Done(reason=reason, iteration=iteration, path=None, elapsed=elapsed)
         return
     choice = choose_threshold(plan, model, device, data.normalized_movie(), data.frames,
-                              postprocess_config.min_size, iteration, stopped=reason == "stopped")
+                              postprocess_config.min_size, iteration, stopped=reason == "stopped",
+                              holdout=holdout)
     if choice is not None:
         postprocess_config = replace(postprocess_config, threshold=choice.threshold)
         record = replace(record, threshold=choice)

@@ -26,12 +26,19 @@ class ThresholdChoice:
     """How the post-processing foreground threshold was chosen after training.
 
     method : ``"roc"`` (pixel-wise ROC on validation frames, Youden's J; FCN-GoogLeNet blog) or
-        ``"calibration"`` (best mean of SEG and AP50 on painted training frames).
-    threshold : the chosen threshold (``None``: the argmax won the calibration).
+        ``"calibration"`` (best mean of SEG and AP50 on painted pixels).
+    threshold : the chosen threshold (``None``: the argmax won the calibration, or nothing
+        could be held out).
     frames : the frames it was chosen on.
     roc_auc : ROC AUC on the validation frames (``"roc"`` only).
     seg, ap50, argmax_seg, argmax_ap50 : calibration scores with the threshold and with the
         argmax (``"calibration"`` only).
+    held_out : share of the painted pixels held out of training that the calibration was
+        scored on (:mod:`.holdout`); ``None``: scored on the trained pixels (``--holdout 0``,
+        or files of earlier versions).
+    cells : painted cells the calibration scored; area_ratio : their median predicted / painted
+        area at the chosen threshold.
+    note : why nothing was chosen (e.g. too little painted to hold any out).
     """
 
     method: str
@@ -42,6 +49,25 @@ class ThresholdChoice:
     ap50: float | None = None
     argmax_seg: float | None = None
     argmax_ap50: float | None = None
+    held_out: float | None = None
+    cells: int | None = None
+    area_ratio: float | None = None
+    note: str | None = None
+
+    def summary(self) -> str:
+        """One line for the end of training, e.g. ``held-out SEG 0.871 / AP50 0.902 on 12 % of
+        the painted pixels (31 cells): threshold 0.45 (argmax SEG 0.850)``."""
+        if self.method == "roc":
+            return f"validation frames {list(self.frames)}: ROC AUC {self.roc_auc:.4f}, threshold {self.threshold:.4f}"
+        if self.note:
+            return self.note
+        chosen = "the argmax" if self.threshold is None else f"threshold {self.threshold:g}"
+        where = (f"held-out SEG {self.seg:.3f} / AP50 {self.ap50:.3f} on {100 * self.held_out:.0f} % of the "
+                 f"painted pixels" if self.held_out is not None
+                 else f"SEG {self.seg:.3f} / AP50 {self.ap50:.3f} on the trained frames {list(self.frames)}")
+        cells = f" ({self.cells} cells)" if self.cells is not None else ""
+        area = f", cells {self.area_ratio:.2f}x the painted area" if self.area_ratio is not None else ""
+        return f"{where}{cells}: {chosen} (argmax SEG {self.argmax_seg:.3f}){area}"
 
 
 @dataclass(frozen=True)
@@ -120,6 +146,9 @@ class TrainingRecord(Mapping):
                 "frames": list(choice.frames), "threshold": choice.threshold, "seg": choice.seg,
                 "ap50": choice.ap50, "argmax_seg": choice.argmax_seg, "argmax_ap50": choice.argmax_ap50,
             }
+            for name in ("held_out", "cells", "area_ratio", "note"):  # written only when known
+                if getattr(choice, name) is not None:
+                    out["calibration"][name] = getattr(choice, name)
         if self.validation is not None:
             out["validation"] = {"iteration": self.validation.iteration,
                                  "frames": list(self.validation.frames),
@@ -181,7 +210,9 @@ class TrainingRecord(Mapping):
                 threshold=check.number("training.calibration.threshold", cal.get("threshold"), optional=True),
                 frames=check.frames("training.calibration.frames", cal.get("frames", [])),
                 **{k: check.number(f"training.calibration.{k}", cal.get(k), optional=True)
-                   for k in ("seg", "ap50", "argmax_seg", "argmax_ap50")},
+                   for k in ("seg", "ap50", "argmax_seg", "argmax_ap50", "held_out", "area_ratio")},
+                cells=check.integer("training.calibration.cells", cal.get("cells"), optional=True),
+                note=check.text("training.calibration.note", cal.get("note")),
             )
         choice = calibration
         if "roc_auc" in data or "threshold" in data:
@@ -238,7 +269,8 @@ _KEYS = frozenset({"iterations", "seconds", "frames", "value_range", "seed", "op
                    "batch_size", "device", "loss", "focal_gamma", "edge_weight", "validation_frames",
                    "roc_auc", "threshold", "calibration", "validation", "origin",
                    "started_from"})
-_CALIBRATION_KEYS = frozenset({"frames", "threshold", "seg", "ap50", "argmax_seg", "argmax_ap50"})
+_CALIBRATION_KEYS = frozenset({"frames", "threshold", "seg", "ap50", "argmax_seg", "argmax_ap50", "held_out",
+                               "cells", "area_ratio", "note"})
 
 
 class _Checker:
