@@ -13,7 +13,10 @@ foreground threshold and with the argmax (threshold None); both are scored with
 
 One table, a row per (set, model): training steps, the chosen threshold, SEG, AP50, the median
 predicted / true area of the matched cells, predicted / true cell count, SEG at the argmax and
-the threshold gain (chosen minus argmax) in SEG and AP50. ``--json`` writes every figure.
+the threshold gain (chosen minus argmax) in SEG and AP50, and the threshold the rule of earlier
+versions (chosen on the trained pixels of the painted frames) would pick, with its SEG.
+``--models builtin-unet,builtin-ulstm`` scores the built-in weights zero-shot (no training).
+``--json`` writes every figure.
 
     python -m benchmarks.datasets --json out/datasets.json                       # all sets, 120 s each
     python -m benchmarks.datasets --quick --sets hela,dsb,syn-rods --threads 1   # smoke run
@@ -36,6 +39,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from napari_cellseq.core.builtin import BUILTINS, builtin_path
+from napari_cellseq.core.calibration import calibrate_threshold, calibration_frames
 from napari_cellseq.core.config import DataConfig, TrainConfig
 from napari_cellseq.core.data.normalize import normalize
 from napari_cellseq.core.device import resolve_device
@@ -50,6 +55,8 @@ from napari_cellseq.core.training import train
 from .datasets_data import SETS, BenchSet, crop_set, default_data_dir, load_set
 
 QUICK_SIDE, QUICK_TIME = 256, 5.0
+#: ``--models`` may name built-ins (``builtin-unet``, ``builtin-ulstm``): scored zero-shot.
+BUILTIN_NAMES = tuple(b.name for b in BUILTINS)
 
 
 def train_painted(s: BenchSet, name: str, args, model_file: Path) -> tuple[int, float]:
@@ -81,23 +88,36 @@ class _Normalised:
         return normalize(np.asarray(self.image[int(t)]), self.value_range)
 
 
-def segment_twice(s: BenchSet, model_file: Path, device: str) -> tuple[np.ndarray, np.ndarray, float | None, float]:
-    """``(labels at the model's threshold, labels at the argmax, threshold, seconds)`` of the test
-    frames: one prediction, two post-processings (other frames stay 0)."""
+def segment_thrice(s: BenchSet, model_file: Path, device: str, trained_pixels: bool = True):
+    """``(labels at the model's threshold, at the argmax, at the threshold chosen on the trained
+    pixels, that threshold, the model's threshold, seconds)`` of the test frames: one prediction,
+    three post-processings (other frames stay 0).
+
+    "Chosen on the trained pixels": the candidate that :func:`calibrate_threshold` picks on the
+    painted frames whole (``regions=None``), as training did before issue 13 (``--holdout 0``);
+    the model here was trained with the held-out bands left out, so this is that rule applied to
+    mostly trained pixels. ``trained_pixels`` False (no painted frames: a built-in) skips it."""
     ckpt = load_model(model_file)
     threshold = ckpt.postprocess_config.threshold
     min_size = ckpt.postprocess_config.min_size
     target = ckpt.data_config.target
     dev = resolve_device(device)
     movie = _Normalised(s.image, movie_value_range(s.image, ckpt.data_config.percentiles))
-    predictor = segmentation_predictor(ckpt.build(dev), dev)
-    chosen = np.zeros(s.gt.shape, np.uint32)
-    argmax = np.zeros(s.gt.shape, np.uint32)
+    model = ckpt.build(dev)
+    on_trained = None
+    if trained_pixels:
+        painted = np.zeros_like(s.gt)
+        painted[s.painted] = s.gt[s.painted]
+        on_trained, _ = calibrate_threshold(model, dev, movie, painted, calibration_frames(s.painted, ()),
+                                            target, min_size)
+    predictor = segmentation_predictor(model, dev)
+    out = {k: np.zeros(s.gt.shape, np.uint32) for k in ("chosen", "argmax", "trained")}
     t0 = time.perf_counter()
     for t, probs in predictor.predict(movie, s.test):
-        chosen[t] = labels_from_probabilities(probs, target, min_size, threshold=threshold)
-        argmax[t] = labels_from_probabilities(probs, target, min_size, threshold=None)
-    return chosen, argmax, threshold, time.perf_counter() - t0
+        out["chosen"][t] = labels_from_probabilities(probs, target, min_size, threshold=threshold)
+        out["argmax"][t] = labels_from_probabilities(probs, target, min_size, threshold=None)
+        out["trained"][t] = labels_from_probabilities(probs, target, min_size, threshold=on_trained)
+    return out["chosen"], out["argmax"], out["trained"], on_trained, threshold, time.perf_counter() - t0
 
 
 def _r(x: float, nd: int | None = None) -> float | None:
@@ -109,11 +129,19 @@ def _r(x: float, nd: int | None = None) -> float | None:
 
 
 def run_one(s: BenchSet, name: str, args, workdir: Path) -> dict:
-    model_file = workdir / f"{s.name}_{name}.pt"
-    print(f"{s.name}: training {name} {args.max_time:g} s on frames {s.painted} ...", file=sys.stderr, flush=True)
-    steps, seconds = train_painted(s, name, args, model_file)
-    chosen, argmax, threshold, seg_seconds = segment_twice(s, model_file, args.device)
+    """One row: ``name`` trained on the painted frames of ``s`` (or, for a built-in's name, used
+    as it is: zero-shot, 0 steps), scored on its test frames."""
+    zero_shot = name in BUILTIN_NAMES
+    if zero_shot:
+        model_file, steps, seconds = builtin_path(name), 0, 0.0
+    else:
+        model_file = workdir / f"{s.name}_{name}.pt"
+        print(f"{s.name}: training {name} {args.max_time:g} s on frames {s.painted} ...", file=sys.stderr, flush=True)
+        steps, seconds = train_painted(s, name, args, model_file)
+    chosen, argmax, trained, on_trained, threshold, seg_seconds = segment_thrice(
+        s, model_file, args.device, trained_pixels=not zero_shot)
     a, b = evaluate(s.gt, chosen, frames=s.test), evaluate(s.gt, argmax, frames=s.test)
+    c = evaluate(s.gt, trained, frames=s.test) if not zero_shot else None
     row = {
         "set": s.name, "model": name, "steps": steps, "train_seconds": _r(seconds, 1),
         "threshold": threshold, "seg": _r(a["seg"]), "ap50": _r(a["ap50"]), "area_ratio": _r(a["area_ratio"]),
@@ -121,6 +149,8 @@ def run_one(s: BenchSet, name: str, args, workdir: Path) -> dict:
         "argmax": {"seg": _r(b["seg"]), "ap50": _r(b["ap50"]), "area_ratio": _r(b["area_ratio"]),
                    "n_pred": b["n_pred"], "fp": b["fp"], "fn": b["fn"]},
         "threshold_gain_seg": _r(a["seg"] - b["seg"]), "threshold_gain_ap50": _r(a["ap50"] - b["ap50"]),
+        "on_trained_pixels": None if c is None else {
+            "threshold": on_trained, "seg": _r(c["seg"]), "ap50": _r(c["ap50"]), "area_ratio": _r(c["area_ratio"])},
         "segment_seconds": _r(seg_seconds, 2),
     }
     print(f"  {s.name}/{name}: SEG {a['seg']:.3f} AP50 {a['ap50']:.3f} (argmax {b['seg']:.3f} / {b['ap50']:.3f})",
@@ -135,11 +165,18 @@ def _f(x, spec: str = ".3f", signed: bool = False) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    head = ["set", "model", "steps", "thr", "SEG", "AP50", "area", "pred/gt", "SEG argmax", "gain SEG", "gain AP50"]
-    lines = [[r["set"], r["model"], str(r["steps"]), "argmax" if r["threshold"] is None else f"{r['threshold']:.2f}",
+    head = ["set", "model", "steps", "thr", "SEG", "AP50", "area", "pred/gt", "SEG argmax", "gain SEG", "gain AP50",
+            "thr trained", "SEG trained"]
+
+    def thr(x):
+        return "argmax" if x is None else f"{x:.2f}"
+
+    lines = [[r["set"], r["model"], str(r["steps"]), thr(r["threshold"]),
               _f(r["seg"]), _f(r["ap50"]), _f(r["area_ratio"], ".2f"), f"{r['n_pred']}/{r['n_gt']}",
               _f(r["argmax"]["seg"]), _f(r["threshold_gain_seg"], signed=True),
-              _f(r["threshold_gain_ap50"], signed=True)] for r in rows]
+              _f(r["threshold_gain_ap50"], signed=True),
+              "-" if r["on_trained_pixels"] is None else thr(r["on_trained_pixels"]["threshold"]),
+              "-" if r["on_trained_pixels"] is None else _f(r["on_trained_pixels"]["seg"])] for r in rows]
     widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(head)]
     fmt = lambda cells: "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
     return "\n".join([fmt(head), fmt(["-" * w for w in widths]), *(fmt(line) for line in lines)])
@@ -148,7 +185,9 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sets", default=",".join(SETS), help=f"comma-separated, of {', '.join(SETS)}")
-    p.add_argument("--models", default="unet,ulstm", help="the U-LSTM runs only on movies")
+    p.add_argument("--models", default="unet,ulstm",
+                   help="networks to train (the U-LSTM runs only on movies), and/or built-ins to score "
+                        f"zero-shot ({', '.join(BUILTIN_NAMES)})")
     p.add_argument("--max-time", type=float, default=120.0, help="training seconds per run")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="auto")
@@ -176,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
         notes[s.name] = {"shape": list(s.image.shape), "dtype": str(s.image.dtype), "painted": s.painted,
                          "test": s.test, "is_movie": s.is_movie, "note": s.note}
         for name in models:
-            if name == "ulstm" and not s.is_movie:
+            if name in ("ulstm", "builtin-ulstm") and not s.is_movie:
                 continue
             rows.append(run_one(s, name, args, workdir))
     print(table(rows))
