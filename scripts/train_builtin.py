@@ -64,6 +64,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _recorded_args(argv: list[str]) -> list[str]:
+    """The arguments that make the weights: ``--overwrite`` and ``--out FILE`` (where the file
+    goes) and ``--log-every N`` (what is printed) are left out of the recorded command."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in ("--out", "--log-every"):
+            skip = True
+        elif a != "--overwrite" and not a.startswith(("--out=", "--log-every=")):
+            out.append(a)
+    return out
+
+
 def training_pool(seed: int, n_movies: int, n_frames: int, side: int):
     """``(image (T, side, side) float32, labels (T, side, side) uint16, lengths, families)``:
     ``n_movies`` movies of random styles end to end (grey values kept, each movie its own)."""
@@ -140,8 +154,7 @@ def main(argv: list[str] | None = None) -> int:
 
     origin = {
         "script": "scripts/train_builtin.py",
-        "command": " ".join(["scripts/train_builtin.py",
-                             *[a for a in (sys.argv[1:] if argv is None else argv) if a != "--overwrite"]]),
+        "command": " ".join(["scripts/train_builtin.py", *_recorded_args(sys.argv[1:] if argv is None else argv)]),
         "seed": args.seed,
         "steps": args.iterations,
         "data": "synthetic only (napari_cellseq.core.synthetic_styles.random_movie)",
