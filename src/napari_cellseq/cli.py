@@ -300,7 +300,7 @@ def _cmd_segment(args) -> int:
     if args.overlap is not None:
         raise CellseqError("--overlap is the overlap of the blocks of --blocks PIXELS: add --blocks, or drop --overlap")
     if wants_batch(args):  # several movies, a glob, a folder for --out or a scheduler
-        args.model = segment_model(args.model, n_frames=2)  # builtin: the U-LSTM, for movies
+        args.model = segment_model(args.model, n_frames=2)  # builtin: the one recommended for movies
         return segment_many(args, _Progress)
     args.image = args.image[0]
     out = Path(args.out)
@@ -401,6 +401,7 @@ def _cmd_models(args) -> int:
     from .core.errors import CellseqError
     from .core.losses import default_loss
     from .core.models import available_models, default_model_config, model_info, parameter_count
+    from .core.models.recommend import recommendation
 
     names = available_models()
     width = max(len(n) for n in names)
@@ -410,6 +411,8 @@ def _cmd_models(args) -> int:
         loss = default_loss(name)
         print(f"{name:{width}s} {params:>12,d} parameters  {info.input_kind:11s} "
               f"loss {loss:16s} {info.paper}")
+    print()
+    print(recommendation())
     print()
     print("built-in weights (train --init builtin|NAME, segment --model builtin|NAME):")
     width = max(len(b.name) for b in BUILTINS)
@@ -591,8 +594,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("segment", help="segment every frame of a movie (or of many) with a trained model")
     p.add_argument("--model", required=True, metavar="FILE|builtin|NAME",
-                   help="model file from `train`; or builtin: the built-in weights, before any training (the "
-                        "U-LSTM for a movie, the U-Net for a single image; for several movies the U-LSTM); or "
+                   help="model file from `train`; or builtin: the built-in weights of the recommended network, "
+                        "before any training (the U-Net, for movies too: see `models`); or "
                         f"a built-in's NAME ({', '.join(b.name for b in BUILTINS)}; see `models`)")
     p.add_argument("--image", required=True, action="append",
                    help="image TIFF, (Y,X) or (T,Y,X); or a Cell Tracking Challenge sequence folder (DATA/01 with "

@@ -74,6 +74,17 @@ def test_models_lists_the_builtins(capsys):
     for name, network in (("builtin-unet", "unet"), ("builtin-ulstm", "ulstm")):
         row = next(line for line in listed.splitlines() if line.startswith(name))
         assert network in row and "3class" in row and " MB" in row and "learned from synthetic" in row
+    # which network to pick, and why (the measured recommendation, core.models.recommend)
+    recommended = next(line for line in out.splitlines() if line.startswith("recommended:"))
+    assert "unet, for single images and for movies" in recommended and "HeLa" in recommended
+
+
+def test_the_recommended_network_and_builtin_for_movies_and_images():
+    from napari_cellseq.core.builtin import builtin_path, segment_model
+    from napari_cellseq.core.models.recommend import recommended_network
+
+    assert recommended_network(1) == recommended_network(20) == "unet"
+    assert segment_model("builtin", n_frames=20) == builtin_path("builtin-unet")
 
 
 def test_missing_package_data_says_reinstall(files, monkeypatch, capsys, one_line_error):

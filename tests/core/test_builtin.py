@@ -103,7 +103,7 @@ def test_every_builtin_segments_a_synthetic_movie_into_cells(easy_movie, model):
 
 
 def test_segment_model_chooses_by_the_input():
-    assert bi.segment_model("builtin", n_frames=5) == bi.builtin_path("builtin-ulstm")
+    assert bi.segment_model("builtin", n_frames=5) == bi.builtin_path("builtin-unet")  # recommended for movies
     assert bi.segment_model("builtin", n_frames=1) == bi.builtin_path("builtin-unet")
     assert bi.segment_model("builtin-unet", n_frames=5) == bi.builtin_path("builtin-unet")
     assert bi.segment_model("some/file.pt", n_frames=5) == "some/file.pt"

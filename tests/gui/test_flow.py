@@ -47,16 +47,16 @@ def test_full_flow_with_screenshot(make_napari_viewer, qtbot, cellseq_plugin, tr
     qtbot.waitUntil(lambda: annotate.annotated_frames() == [0, 10], timeout=5_000)
     qtbot.waitUntil(lambda: train.train_button.enabled, timeout=5_000)
 
-    # train a few iterations of the default model (U-LSTM for a movie), preview on
+    # train a few iterations of the default model (the U-Net, recommended for a movie too), preview on
     assert train.image.value is viewer.layers["synthetic nuclei"]
-    assert train.model.value == "ulstm" and train.preview.value
+    assert train.model.value == "unet" and train.preview.value
     set_tiny_budget(train, iterations=3)
-    train.model_file.value = str(tmp_path / "ulstm.pt")
+    train.model_file.value = str(tmp_path / "first.pt")
     viewer.dims.set_current_step(0, 4)
     train.train_button.clicked()
     wait_idle(qtbot, train)
     assert train.run.state is RunState.DONE, errors(notifications)
-    assert load_checkpoint(tmp_path / "ulstm.pt").training["iterations"] == 3
+    assert load_checkpoint(tmp_path / "first.pt").training["iterations"] == 3
     assert train.preview_layer.name == "synthetic nuclei (preview)" and train.preview_layer.translate[0] == 4
 
     # a few iterations find nothing yet: segment with a better model loaded from a file

@@ -65,7 +65,8 @@ def test_train_reasons_name_the_problem_and_the_fix():
 def test_train_request_turns_values_into_configs():
     kw = train_request(_form(unit="iterations", budget=7, crop=96, batch=3, lr=1e-3, target="classes",
                              loss="edge_weighted", sampling="balanced", optimizer="rmsprop", device="cpu",
-                             validation=3, annotations=replace(ANNOTATIONS, partial=(0,), background=4000)),
+                             validation=3, annotations=replace(ANNOTATIONS, partial=(0,), background=4000),
+                             start="random"),  # (no built-in learnt classes: the widget switches to random)
                        image="IMG", labels="LAB")
     assert kw["image"] == "IMG" and kw["labels"] == "LAB"
     tc, dc = kw["train_config"], kw["data_config"]
@@ -73,7 +74,8 @@ def test_train_request_turns_values_into_configs():
         (7, None, 3, 1e-3, "edge_weighted", "rmsprop", "cpu")
     assert tc.checkpoint_every == CHECKPOINT_EVERY_S
     assert (dc.crop_size, dc.target, dc.sampling) == (96, "classes", "balanced")
-    assert kw["model_config"].name == "unet" and kw["init"] == DEFAULT_INIT  # "random" or "builtin"
+    assert kw["model_config"].name == "unet" and kw["init"] == "random"
+    assert train_request(_form(), "I", "L")["init"] == DEFAULT_INIT  # the default start: "builtin"
     assert kw["partial_frames"] == (0,) and kw["background_label"] == 4000 and kw["validation_frame"] == 3
     minutes = train_request(_form(unit="minutes", budget=2), "I", "L")["train_config"]
     assert minutes.max_time == 120 and minutes.iterations is None

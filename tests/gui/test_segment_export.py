@@ -20,8 +20,8 @@ def test_segment_all_then_current_frame(make_napari_viewer, qtbot, gui_movie, tr
     viewer = make_napari_viewer()
     viewer.add_image(image, name="cells")
     widget = dock(viewer, SegmentWidget)
-    # before any training the built-in weights are offered, the U-LSTM for a movie first
-    assert widget.model.value == str(builtin_path("builtin-ulstm")) and widget.run_button.enabled
+    # before any training the built-in weights are offered, the recommended network's first (the U-Net)
+    assert widget.model.value == str(builtin_path("builtin-unet")) and widget.run_button.enabled
     assert widget.load_model(trained_unet)
     assert widget.model.value == trained_unet
     assert set(widget.model.choices) == {trained_unet, str(builtin_path("builtin-ulstm")),
@@ -46,22 +46,29 @@ def test_segment_all_then_current_frame(make_napari_viewer, qtbot, gui_movie, tr
 
 
 def test_segment_before_training_with_the_builtin(make_napari_viewer, qtbot, gui_movie, notifications):
-    """Nothing trained: Segment offers the built-in that fits the image and segments with it."""
+    """Nothing trained: Segment offers the built-in of the network recommended for the image (the
+    U-Net, for a movie too: core.models.recommend) and segments with it; the U-LSTM's is one
+    choice away."""
     image, _ = gui_movie
     viewer = make_napari_viewer()
     viewer.add_image(image, name="cells")
     widget = dock(viewer, SegmentWidget)
     ulstm, unet = str(builtin_path("builtin-ulstm")), str(builtin_path("builtin-unet"))
-    assert list(widget.model.choices) == [ulstm, unet] and widget.model.value == ulstm
-    assert widget.state.model_path == ulstm  # the session's current model (Train can fine-tune it)
+    assert list(widget.model.choices) == [unet, ulstm] and widget.model.value == unet
+    assert widget.state.model_path == unet  # the session's current model (Train can fine-tune it)
     assert widget.reason.value == "" and widget.run_button.enabled
     widget.device.value = "cpu"
     widget.run_button.clicked()
     _wait_segment(qtbot, widget)
     assert not errors(notifications), notifications
     out = viewer.layers["cells (segmentation)"]
-    assert out.data.shape == image.shape and out.metadata["cellseq_model"] == ulstm
+    assert out.data.shape == image.shape and out.metadata["cellseq_model"] == unet
     assert widget.progress.value == 4 and widget.status.value.startswith("done: 4 frame(s)")
+
+    widget.model.value = ulstm  # the U-LSTM's built-in for the movie
+    widget.run_button.clicked()
+    _wait_segment(qtbot, widget)
+    assert viewer.layers["cells (segmentation) [2]"].metadata["cellseq_model"] == ulstm
 
     viewer.add_image(image[0], name="one frame")  # a single image: the built-in U-Net fits
     widget.image.value = viewer.layers["one frame"]

@@ -25,9 +25,10 @@ def _viewer_with_annotations(make_napari_viewer, gui_movie, frames=(0, 1)):
 
 
 def test_default_model_follows_data():
-    assert default_model_for(3, ["ulstm", "unet"]) == "ulstm"
+    # the U-Net for movies too, by measurement (core.models.recommend); the U-LSTM one choice away
+    assert default_model_for(3, ["ulstm", "unet"]) == "unet"
     assert default_model_for(2, ["ulstm", "unet"]) == "unet"
-    assert default_model_for(3, ["unet"]) == "unet"
+    assert default_model_for(3, ["ulstm"]) == "ulstm"
 
 
 def test_train_tiny_run_with_validation_and_live_preview(make_napari_viewer, qtbot, gui_movie, tmp_path,
@@ -36,7 +37,8 @@ def test_train_tiny_run_with_validation_and_live_preview(make_napari_viewer, qtb
     widget = dock(viewer, TrainWidget)
     assert widget.image.value is viewer.layers["cells"]  # napari's layer choices
     assert widget.annotations.value is viewer.layers["cells annotations"]
-    assert widget.model.value == "ulstm"  # a (T, Y, X) movie
+    assert widget.model.value == "unet"  # recommended for a (T, Y, X) movie too (core.models.recommend)
+    widget.model.value = "ulstm"  # the time-lapse network, one choice away
     assert not widget.stop_button.enabled and widget.train_button.enabled
     set_tiny_budget(widget, iterations=2)
     widget.model_file.value = str(tmp_path / "model.pt")
@@ -110,6 +112,9 @@ def test_start_from_the_builtin_then_a_network_without_one(make_napari_viewer, q
                                                           notifications):
     viewer = _viewer_with_annotations(make_napari_viewer, gui_movie)
     widget = dock(viewer, TrainWidget)
+    assert widget.model.value == "unet" and "recommended" in widget.model_kind.value
+    widget.model.value = "ulstm"  # one choice away
+    assert "recommended" not in widget.model_kind.value
     assert widget.start_from.value == DEFAULT_INIT
     assert widget.start_file.native.isHidden()  # shown for "model file…" only
     widget.start_from.value = "builtin"
@@ -186,7 +191,7 @@ def test_inputs_are_snapshots_with_partial_frames(make_napari_viewer, gui_movie)
     kwargs = widget.job_kwargs()
     assert kwargs["partial_frames"] == (1,) and kwargs["background_label"] == 4000
     assert kwargs["train_config"].max_time == 120 and kwargs["train_config"].iterations is None
-    assert kwargs["model_config"].name == "ulstm" and kwargs["init"] == DEFAULT_INIT  # "start from" default
+    assert kwargs["model_config"].name == "unet" and kwargs["init"] == DEFAULT_INIT  # the defaults
     annotations.data[3, :5, :5] = 9  # the user keeps painting: the snapshot does not change
     assert not kwargs["labels"][3].any()
     assert kwargs["image"] is not viewer.layers["cells"].data

@@ -235,7 +235,7 @@ def segment_events(
     :class:`~napari_cellseq.core.errors.InputError` before the first event; a device out of
     memory makes the tiles smaller (see :class:`~napari_cellseq.core.inference.Predictor`).
     ``tile`` is the largest tile side; None means ``default_tile(device)``. ``model`` may also
-    be ``"builtin"`` (the built-in U-LSTM for a movie, the U-Net for a single image) or a
+    be ``"builtin"`` (the built-in of the network recommended for the input: ``core.models.recommend``) or a
     built-in's name (:mod:`.builtin`).
     """
     from .builtin import segment_model

@@ -87,12 +87,13 @@ def find_models(source: str | None = None) -> list[Path]:
 
 
 def builtin_choices(ndim: int) -> list[tuple[str, str]]:
-    """``(label, file)`` of the installed built-in models, the one that fits a ``ndim`` image
-    first (U-LSTM for a ``(T, Y, X)`` movie, U-Net for a ``(Y, X)`` image); a built-in whose
-    file is missing (broken installation) is left out."""
+    """``(label, file)`` of the installed built-in models, the one of the network recommended for
+    a ``ndim`` image first (:func:`~napari_cellseq.core.models.recommend.recommended_network`);
+    a built-in whose file is missing (broken installation) is left out."""
     from ..core.builtin import BUILTINS, builtin_path
+    from ..core.models.recommend import recommended_network
 
-    first = "ulstm" if ndim == 3 else "unet"
+    first = recommended_network(2 if ndim == 3 else 1)
     found = []
     for b in sorted(BUILTINS, key=lambda b: b.network != first):
         try:

@@ -2,9 +2,9 @@
 
 The model comes from a list of the model files napari-cellseq knows (the session's current
 model, models written beside the image file or in the per-user data folder, newest first: so a
-model trained before napari was closed is offered again; then the built-in weights, the one that
-fits the image first: U-LSTM for a movie, U-Net for a single image, so that a first segmentation
-needs no training), or from "Load model…". The result
+model trained before napari was closed is offered again; then the built-in weights, that of the
+network recommended for the image first (``core.models.recommend``: the U-Net), so that a first
+segmentation needs no training), or from "Load model…". The result
 layer (``"<image> (segmentation)"``, numbered if that name exists) is created when the run
 starts and filled frame by frame as the worker delivers
 :class:`~napari_cellseq.core.pipeline.FrameLabels`; the user's layers are never overwritten.

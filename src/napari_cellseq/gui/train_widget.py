@@ -37,6 +37,7 @@ from magicgui.widgets import (
 from napari.utils.notifications import show_info
 
 from ..core.builtin import DEFAULT_INIT, RANDOM, builtin_for, builtin_of_path
+from ..core.models.recommend import recommendation, recommended_network
 from ..core.config import DataConfig, TrainConfig
 from ..core.errors import CellseqError
 from ..core.events import CheckpointSaved, Done, Started, Step, ThresholdChosen, Validation
@@ -64,12 +65,12 @@ _STATUS_EVERY_S = 0.25
 
 
 def default_model_for(ndim: int, models: list[str]) -> str:
-    """The model that fits the data: U-LSTM for a (T, Y, X) movie, U-Net for one (Y, X) image."""
-    if ndim == 3 and "ulstm" in models:
-        return "ulstm"
-    if "unet" in models:
-        return "unet"
-    return models[0]
+    """The network recommended for the data (:mod:`napari_cellseq.core.models.recommend`: the
+    U-Net for a (Y, X) image and, by measurement, for a (T, Y, X) movie too)."""
+    preferred = recommended_network(2 if ndim == 3 else 1)
+    if preferred in models:
+        return preferred
+    return "unet" if "unet" in models else models[0]
 
 
 class TrainWidget(Container):
@@ -112,7 +113,8 @@ class TrainWidget(Container):
         self.image = layer_choice(napari.layers.Image, "image")
         self.annotations = layer_choice(napari.layers.Labels, "annotations",
                                         "the painted labels (Annotate widget)")
-        self.model = ComboBox(choices=models, value="unet" if "unet" in models else models[0], label="model")
+        self.model = ComboBox(choices=models, value="unet" if "unet" in models else models[0], label="model",
+                              tooltip=recommendation())
         self.model_kind = text_label()
         self.device = ComboBox(choices=_choices.device_choices(), label="device")
         self.budget = SpinBox(min=1, max=1_000_000, value=5)
@@ -303,7 +305,12 @@ class TrainWidget(Container):
         """Say what kind of input the chosen model expects; its default batch and loss."""
         name = self.model.value
         temporal = model_info(name).input_kind == "time-lapse"
-        self.model_kind.value = "learns from time-lapse sequences" if temporal else "learns from single frames"
+        kind = "learns from time-lapse sequences" if temporal else "learns from single frames"
+        layer = self.image.value
+        if layer is not None and name == default_model_for(layer.ndim, list(self.model.choices)):
+            kind += " (recommended for this data: see the tooltip)"
+        self.model_kind.value = kind
+        self.model_kind.tooltip = recommendation()
         self.batch.value = SEQUENCE_BATCH if temporal else CROP_BATCH
         self.batch.tooltip = "sequences per step" if temporal else "crops per step"
         renew_choices(self.loss)  # the first entry names this model's paper loss

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from napari_cellseq.core.builtin import BUILTIN, DEFAULT_INIT
 from napari_cellseq.core.checkpoint import Checkpoint, save_checkpoint
 from napari_cellseq.core.config import DataConfig, ModelConfig, PostprocessConfig, TrainConfig
 from napari_cellseq.core.errors import CellseqError, InputError
@@ -38,7 +39,12 @@ def test_defaults_resolved_without_a_network(small_movie, no_network):
     assert plan.model_config == ModelConfig() and plan.data_config == DataConfig()
     assert plan.loss == "weighted_ce" and plan.loss_fn is weighted_cross_entropy and plan.weighting == "separation"
     assert not plan.temporal and plan.batch_size == CROP_BATCH
-    assert plan.device == torch.device("cpu") and plan.init_state is None and plan.prior is None
+    assert plan.device == torch.device("cpu")
+    # the default start (core.builtin.DEFAULT_INIT): the built-in U-Net, fine-tuned, or random weights
+    if DEFAULT_INIT == BUILTIN:
+        assert plan.init_state is not None and plan.prior.started_from == "builtin-unet"
+    else:
+        assert plan.init_state is None and plan.prior is None
     assert plan.postprocess_config is None  # the minimum size is learnt when the data are built
     assert plan.image.shape == image.shape
 
