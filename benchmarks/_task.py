@@ -32,6 +32,7 @@ __all__ = [
     "DEFAULT_CELLPOSE_PYTHON",
     "add_task_arguments",
     "cellpose_env",
+    "drain_training",
     "held_out_frames",
     "hela_paths",
     "load_hela",
@@ -91,16 +92,23 @@ def train_on_painted_frames(name: str, image, gt, args, model_file: Path, on_eve
                       seed=args.seed, batch_size=args.batch_size, loss=args.loss,
                       **({"lr": args.lr} if args.lr else {}),
                       **({"checkpoint_every": checkpoint_every} if checkpoint_every else {}))
+    events = train(image, painted, model_file, model_config=default_model_config(name, **overrides),
+                   data_config=DataConfig(target=args.target, sampling=args.sampling, crop_size=args.crop),
+                   train_config=cfg, init=init)
+    return drain_training(events, name, every=50, on_event=on_event)
+
+
+def drain_training(events, label: str, every: int = 50, on_event=None) -> tuple[int, float]:
+    """Run training ``events`` to the end, printing the loss every ``every`` steps to stderr;
+    ``(steps, seconds)`` of the run. ``on_event`` sees every event."""
     steps, seconds = 0, float("nan")
-    for event in train(image, painted, model_file, model_config=default_model_config(name, **overrides),
-                       data_config=DataConfig(target=args.target, sampling=args.sampling, crop_size=args.crop),
-                       train_config=cfg, init=init):
+    for event in events:
         if on_event is not None:
             on_event(event)
         if isinstance(event, Step):
             steps = event.iteration
-            if steps % 50 == 0:
-                print(f"  {name}: step {steps} loss {event.loss:.4f} {event.elapsed:.0f}s", file=sys.stderr)
+            if steps % every == 0:
+                print(f"  {label}: step {steps} loss {event.loss:.4f} {event.elapsed:.0f}s", file=sys.stderr)
         elif isinstance(event, Done):
             seconds = event.elapsed
     return steps, seconds

@@ -44,7 +44,6 @@ from napari_cellseq.core.calibration import calibrate_threshold, calibration_fra
 from napari_cellseq.core.config import DataConfig, TrainConfig
 from napari_cellseq.core.data.normalize import normalize
 from napari_cellseq.core.device import resolve_device
-from napari_cellseq.core.events import Done, Step
 from napari_cellseq.core.inference import segmentation_predictor
 from napari_cellseq.core.metrics import evaluate
 from napari_cellseq.core.models import default_model_config
@@ -52,6 +51,7 @@ from napari_cellseq.core.pipeline import load_model, movie_value_range
 from napari_cellseq.core.postprocess import labels_from_probabilities
 from napari_cellseq.core.training import train
 
+from ._task import drain_training
 from .datasets_data import SETS, BenchSet, crop_set, default_data_dir, load_set
 
 QUICK_SIDE, QUICK_TIME = 256, 5.0
@@ -65,16 +65,9 @@ def train_painted(s: BenchSet, name: str, args, model_file: Path) -> tuple[int, 
     painted = np.zeros_like(s.gt)
     painted[s.painted] = s.gt[s.painted]
     cfg = TrainConfig(max_time=args.max_time, device=args.device, seed=args.seed)
-    steps, seconds = 0, float("nan")
-    for event in train(s.image, painted, model_file, model_config=default_model_config(name),
-                       data_config=DataConfig(), train_config=cfg):
-        if isinstance(event, Step):
-            steps = event.iteration
-            if steps % 100 == 0:
-                print(f"  {s.name}/{name}: step {steps} loss {event.loss:.4f} {event.elapsed:.0f}s", file=sys.stderr)
-        elif isinstance(event, Done):
-            seconds = event.elapsed
-    return steps, seconds
+    events = train(s.image, painted, model_file, model_config=default_model_config(name),
+                   data_config=DataConfig(), train_config=cfg)
+    return drain_training(events, f"{s.name}/{name}", every=100)
 
 
 class _Normalised:
