@@ -117,11 +117,20 @@ def choose_holdout(
     """
     if fraction <= 0 or not frames:
         return None
+    rank = {t: i for i, t in enumerate(sorted(int(t) for t in frames))}  # each band its own place
+    partial = set(int(t) for t in partial_frames)
     regions: dict[int, np.ndarray] = {}
-    held = 0
-    for i, t in enumerate(sorted(int(t) for t in frames)):
-        lab = _instances(labels[t], background_label)
-        band = _band(lab.shape, i, fraction)
+    held = painted = total_cells = 0
+    trained = set(int(t) for t in all_frames)
+    for t in sorted(trained | set(rank)):  # each frame read once
+        frame = np.asarray(labels[t])
+        lab = _instances(frame, background_label)
+        if t in trained:
+            painted += int(np.count_nonzero(frame)) if t in partial else int(frame.size)
+            total_cells += int(np.count_nonzero(np.unique(lab)))
+        if t not in rank:
+            continue
+        band = _band(lab.shape, rank[t], fraction)
         touching = np.unique(lab[band])
         touching = touching[touching > 0]
         region = band | np.isin(lab, touching)
@@ -129,13 +138,6 @@ def choose_holdout(
             continue
         regions[t] = region
         held += int(touching.size)
-    painted = total_cells = 0
-    partial = set(int(t) for t in partial_frames)
-    for t in sorted(set(int(t) for t in all_frames)):
-        lab = np.asarray(labels[t])
-        painted += int(np.count_nonzero(lab)) if t in partial else int(lab.size)
-        ids = np.unique(_instances(lab, background_label))
-        total_cells += int(np.count_nonzero(ids))
     left = total_cells - held
     if held < MIN_HELDOUT_CELLS or left < MIN_TRAINING_CELLS:
         logger.info("too little painted to hold any out (%d cells would be held out, %d left to train on; "
@@ -146,4 +148,3 @@ def choose_holdout(
     logger.info("held out of training: %d painted cells in frames %s (%.0f %% of the painted pixels)",
                 held, sorted(regions), 100 * share)
     return Holdout(regions=regions, cells=held, fraction=float(share))
-
