@@ -116,6 +116,7 @@ class TrainWidget(Container):
         self.model = ComboBox(choices=models, value="unet" if "unet" in models else models[0], label="model",
                               tooltip=recommendation())
         self.model_kind = text_label()
+        self.model_kind.tooltip = recommendation()
         self.device = ComboBox(choices=_choices.device_choices(), label="device")
         self.budget = SpinBox(min=1, max=1_000_000, value=5)
         self.unit = ComboBox(choices=["minutes", "iterations"], value="minutes")
@@ -310,7 +311,6 @@ class TrainWidget(Container):
         if layer is not None and name == default_model_for(layer.ndim, list(self.model.choices)):
             kind += " (recommended for this data: see the tooltip)"
         self.model_kind.value = kind
-        self.model_kind.tooltip = recommendation()
         self.batch.value = SEQUENCE_BATCH if temporal else CROP_BATCH
         self.batch.tooltip = "sequences per step" if temporal else "crops per step"
         renew_choices(self.loss)  # the first entry names this model's paper loss
