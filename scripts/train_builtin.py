@@ -57,6 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--frames", type=int, default=None, help="frames per movie (default: unet 4, ulstm 12)")
     p.add_argument("--side", type=int, default=256, help="frame side of the training movies (px)")
     p.add_argument("--heldout", type=int, default=2, help="held-out movies per style family")
+    p.add_argument("--unroll", type=int, default=5,
+                   help="U-LSTM truncated-BPTT chunk (default 5, the paper's, as ulstm.pt was made; "
+                        "fine-tuning defaults to TrainConfig's)")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--out", type=Path, default=None, help="model file (default: builtin_weights/MODEL.pt)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model file")
@@ -166,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         "cores": cores,
         "torch": str(torch.__version__),
     }
-    config = TrainConfig(iterations=args.iterations, max_time=None, seed=args.seed, calibrate=False,
+    config = TrainConfig(iterations=args.iterations, max_time=None, seed=args.seed, calibrate=False, unroll=args.unroll,
                          checkpoint_every=300.0)
     plan = plan_run(image, labels, model_config=default_model_config(args.model), train_config=config,
                     movie_lengths=lengths, origin=origin, roc_threshold=False)

@@ -207,7 +207,7 @@ def _train_opened(args, out: Path, image, labels, frames, model_config, init) ->
     lr = args.lr if args.lr is not None else (TrainConfig().lr if args.optimizer == "adam" else 1e-4)
     train_config = TrainConfig(
         iterations=args.iterations, max_time=max_time, batch_size=args.batch_size,
-        optimizer=args.optimizer, lr=lr, seed=args.seed, device=args.device,
+        optimizer=args.optimizer, lr=lr, unroll=args.unroll, seed=args.seed, device=args.device,
         checkpoint_every=args.checkpoint_every, loss=args.loss, calibrate=args.calibrate,
         holdout=TrainConfig().holdout if args.holdout is None else args.holdout,
     )
@@ -526,7 +526,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .core.builtin import BUILTIN, BUILTINS, DEFAULT_INIT
-    from .core.config import CROP_BATCH, DEVICES, LOSSES, OPTIMIZERS, OUTPUTS, SAMPLINGS, SEQUENCE_BATCH, TARGETS
+    from .core.config import CROP_BATCH, DEVICES, LOSSES, OPTIMIZERS, OUTPUTS, SAMPLINGS, SEQUENCE_BATCH, TARGETS, UNROLL
 
     devices = "|".join(DEVICES)
 
@@ -562,6 +562,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_POSITIVE_INT,
                    help=f"crops (frame models, default {CROP_BATCH}) or sequences (U-LSTM and other "
                         f"temporal models, default {SEQUENCE_BATCH}) per step")
+    p.add_argument("--unroll", type=_POSITIVE_INT, default=UNROLL,
+                   help=f"U-LSTM and other temporal models: frames per truncated-BPTT chunk; sequences "
+                        f"are 4 chunks (default {UNROLL}: more steps in minutes of CPU; the paper: 5)")
     p.add_argument("--crop", type=_number(int, 16, "at least 16"), default=160,
                    help="training crop side in pixels (paper: 160); frames smaller than it are padded")
     p.add_argument("--lr", type=_POSITIVE, help="learning rate (default 3e-3 adam, 1e-4 rmsprop as in the paper)")

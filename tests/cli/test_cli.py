@@ -58,6 +58,20 @@ def test_segment_writes_ctc_masks_and_continues_training(files):
     assert tifffile.imread(d / "res" / "mask004.tif").dtype == np.uint16
 
 
+def test_train_unroll_reaches_the_model_file(files):
+    d = files
+    argv = ["train", "--image", str(d / "img.tif"), "--labels", str(d / "lab.tif"), "--frames", "0-2",
+            "--model", "ulstm", "--iterations", "2", "--width", "4", "--crop", "32", "--device", "cpu",
+            "--init", "random", "--no-calibrate"]
+    assert main([*argv, "--out", str(d / "u3.pt"), "--unroll", "3"]) == 0
+    assert main([*argv, "--out", str(d / "u.pt")]) == 0
+    from napari_cellseq.core.checkpoint import load_checkpoint
+    from napari_cellseq.core.config import UNROLL
+
+    assert load_checkpoint(d / "u3.pt").training.unroll == 3
+    assert load_checkpoint(d / "u.pt").training.unroll == UNROLL == 2
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

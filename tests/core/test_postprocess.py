@@ -78,7 +78,7 @@ def test_small_seeds_are_not_split_off():
     cm[1:7, 8:11] = 2
     cm[3, 10] = 1  # one-pixel interior speck next to the ring: not a seed by default
     assert instances_from_classes(cm).max() == 1
-    split = instances_from_classes(cm, min_size=1, min_seed_size=1)
+    split = instances_from_classes(cm, min_size=1, min_seed_size=1, seed_fraction=0.0)
     assert split.max() == 2 and np.array_equal(split > 0, cm > 0)
 
 
@@ -212,3 +212,42 @@ def test_touching_neighbours_are_not_merged():
     labels = instances_from_classes(cm, "3class", min_size=1)
     assert labels.max() == 2
 
+
+
+def _ringed_frame():
+    """Six large cells (interior 20x20 in a boundary ring) and one compact cell that is nearly all
+    boundary class with two 3x3 specks of interior: what a network gives a small bright nucleus."""
+    cm = np.zeros((120, 200), np.uint8)
+    for k in range(6):
+        y, x = 10 + (k // 3) * 50, 10 + (k % 3) * 40
+        cm[y:y + 26, x:x + 26] = 2
+        cm[y + 3:y + 23, x + 3:x + 23] = 1
+    cm[60:80, 150:175] = 2
+    cm[63:66, 153:156] = 1
+    cm[74:77, 169:172] = 1
+    return cm
+
+
+def test_interior_specks_far_below_the_frames_seeds_do_not_split_a_cell():
+    cm = _ringed_frame()
+    labels = instances_from_classes(cm, "3class", min_size=16)
+    assert labels.max() == 7
+    assert np.unique(labels[60:80, 150:175]).size == 1  # one object, no fragments
+    # the absolute floor alone (the behaviour before) splits it in two
+    split = instances_from_classes(cm, "3class", min_size=16, seed_fraction=0.0)
+    assert split.max() == 8 and np.unique(split[60:80, 150:175]).size == 2
+
+
+def test_the_seed_rule_is_relative_small_cells_among_small_cells_stay_apart():
+    small = np.zeros((40, 80), np.uint8)
+    for k in range(4):  # four touching 3x3-interior cells in one boundary strip
+        small[10:20, 5 + 18 * k:23 + 18 * k] = 2
+    for k in range(4):
+        small[13:16, 12 + 18 * k:15 + 18 * k] = 1
+    labels = instances_from_classes(small, "3class", min_size=4)
+    assert labels.max() == 4
+
+
+def test_seed_fraction_is_checked():
+    with pytest.raises(InputError, match="seed_fraction"):
+        instances_from_classes(_ringed_frame(), "3class", seed_fraction=1.5)

@@ -92,6 +92,7 @@ class TrainingRecord(Mapping):
     frames : annotated frames trained on; validation_frames : held-out frames.
     value_range : grey values at the normalisation percentiles of the training movie.
     seed, optimizer, lr, batch_size, device, loss : the run's settings (loss: the resolved name).
+    unroll : temporal models: the truncated-BPTT chunk the run used (``TrainConfig.unroll``).
     focal_gamma : only with loss ``normalized_focal``; edge_weight : only with ``edge_weighted``.
     threshold : how the post-processing threshold was chosen (``None``: not chosen).
     validation : the last scores on the validation frames (only when they were scored).
@@ -113,6 +114,7 @@ class TrainingRecord(Mapping):
     optimizer: str | None = None
     lr: float | None = None
     batch_size: int | None = None
+    unroll: int | None = None
     device: str | None = None
     loss: str | None = None
     focal_gamma: float | None = None
@@ -131,7 +133,7 @@ class TrainingRecord(Mapping):
                                "frames": list(self.frames)}
         if self.value_range is not None:
             out["value_range"] = list(self.value_range)
-        for name in ("seed", "optimizer", "lr", "batch_size", "device", "loss", "focal_gamma", "edge_weight",
+        for name in ("seed", "optimizer", "lr", "batch_size", "unroll", "device", "loss", "focal_gamma", "edge_weight",
                      "started_from"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
@@ -242,6 +244,7 @@ class TrainingRecord(Mapping):
             optimizer=check.text("training.optimizer", get("optimizer")),
             lr=check.number("training.lr", get("lr"), optional=True),
             batch_size=check.integer("training.batch_size", get("batch_size"), optional=True),
+            unroll=check.integer("training.unroll", get("unroll"), optional=True),
             device=check.text("training.device", get("device")),
             loss=check.text("training.loss", get("loss")),
             focal_gamma=check.number("training.focal_gamma", get("focal_gamma"), optional=True),
@@ -266,7 +269,7 @@ def _plain(value: Any) -> Any:
 
 
 _KEYS = frozenset({"iterations", "seconds", "frames", "value_range", "seed", "optimizer", "lr",
-                   "batch_size", "device", "loss", "focal_gamma", "edge_weight", "validation_frames",
+                   "batch_size", "unroll", "device", "loss", "focal_gamma", "edge_weight", "validation_frames",
                    "roc_auc", "threshold", "calibration", "validation", "origin",
                    "started_from"})
 _CALIBRATION_KEYS = frozenset({"frames", "threshold", "seg", "ap50", "argmax_seg", "argmax_ap50", "held_out",
