@@ -213,7 +213,6 @@ def test_touching_neighbours_are_not_merged():
     assert labels.max() == 2
 
 
-
 def _ringed_frame():
     """Six large cells (interior 20x20 in a boundary ring) and one compact cell that is nearly all
     boundary class with two 3x3 specks of interior: what a network gives a small bright nucleus."""

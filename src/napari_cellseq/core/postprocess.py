@@ -223,11 +223,11 @@ def instances_from_classes(
     if min_seed_size is None:
         min_seed_size = max(1, min_size // 4)
     min_seed_size = _check_int(min_seed_size, "min_seed_size", 0)
-    fg = cm > 0
-    seeds, n_seeds = ndi.label(cm == 1, structure=structure)
     if not 0.0 <= float(seed_fraction) < 1.0:
         raise InputError(f"seed_fraction must be in [0, 1), got {seed_fraction!r}")
-    if n_seeds:
+    fg = cm > 0
+    seeds, n_seeds = ndi.label(cm == 1, structure=structure)
+    if n_seeds and (min_seed_size > 1 or seed_fraction > 0):
         areas = np.bincount(seeds.ravel())
         small = areas < min_seed_size
         if seed_fraction > 0:

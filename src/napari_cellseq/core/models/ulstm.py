@@ -40,9 +40,9 @@ features drift along a sequence; at inference the running averages cannot. Group
 the same per-frame statistics in training and at inference. With group norm and 20-frame
 training sequences (see ``training.CHUNKS_PER_SEQUENCE``) the gap between long and short
 context shrank to 0.862 vs 0.871; with the shorter 8-frame sequences of the default unroll
-(``config.UNROLL``) it is gone even after 48 frames of memory (measured in ``training.loop``). Group norm statistics are per sample, so at inference per
-tile: the output depends a little on the tile size, and calibration after training predicts
-with the tiling segmentation uses (``inference.segmentation_predictor``). Group norm costs
+(``config.UNROLL``) it is gone even after 48 frames of memory (measured in ``training.loop``).
+Group norm statistics are per sample, so at inference per tile: the output depends a little on
+the tile size, and calibration after training predicts with the tiling segmentation uses (``inference.segmentation_predictor``). Group norm costs
 about 15 % more CPU time per training step and 25 % more per inference frame than batch norm
 (which folds into the convolution in eval mode).
 
