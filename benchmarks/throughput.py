@@ -276,7 +276,8 @@ def main() -> None:
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="NHWC memory format (default: on for CPU and CUDA, as training and the Predictor)")
     p.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "off"),
-                   help="auto: bf16 on CUDA (fp16 where bf16 is missing), off on CPU")
+                   help="auto, as training and segment choose it: bf16 on CUDA (fp16 where bf16 is missing); "
+                        "on CPUs bf16 for training where the CPU has AMX, float32 for inference")
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--tile", type=int, help="inference tile side (default: 512 on CPU, 1536 on GPUs)")
@@ -300,8 +301,8 @@ def main() -> None:
     args.channels_last_set = args.channels_last is not None
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    amp = autocast_dtype(device, "auto" if args.amp == "auto" else args.amp)
-    amp_mode = "auto" if args.amp == "auto" else args.amp
+    amp = autocast_dtype(device, args.amp, training=True)  # as train() chooses it
+    amp_mode = args.amp  # inference: the Predictor chooses (float32 on CPUs under auto)
     peak = gpu_peak_tflops(device, amp, args.peak_tflops)
     phases = args.phases.split(",")
     rows = []
@@ -321,7 +322,8 @@ def main() -> None:
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
         "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "amp": str(amp).replace("torch.", "") if amp is not None else "off", "peak_tflops": peak,
+        "amp": str(amp).replace("torch.", "") if amp is not None else "off",  # of the training rows
+        "peak_tflops": peak,
     }
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)

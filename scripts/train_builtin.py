@@ -16,11 +16,16 @@ Same seed and arguments give the same file on the same machine (fixed steps, see
 augmentation and initialisation). It prints the wall time, the cores and threads used and the
 per-style table of the held-out movies (SEG / AP50 at the chosen threshold). No real data is
 read: only the generator's movies, which the project may redistribute.
+
+``--init builtin`` (or ``--init FILE``) continues a file instead of starting from random weights:
+a second stage on a new pool, as ``unet.pt`` was made (``builtin_weights/README.md``); the
+predecessor (name, SHA-256, steps, its command) is recorded in ``training.origin["init"]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -60,6 +65,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--unroll", type=int, default=5,
                    help="U-LSTM truncated-BPTT chunk (default 5, the paper's, as ulstm.pt was made; "
                         "fine-tuning defaults to TrainConfig's)")
+    p.add_argument("--precision", choices=["off", "auto", "bf16"], default="off",
+                   help="autocast of the training steps (default off: float32, as ulstm.pt was made; unet.pt's "
+                        "second stage was bf16, faster on CPUs with AMX, other weights)")
+    p.add_argument("--init", default="random",
+                   help="start from: random (default, from scratch), builtin (continue the shipped file of "
+                        "--model: a second stage) or a model file of the same network")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--out", type=Path, default=None, help="model file (default: builtin_weights/MODEL.pt)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model file")
@@ -79,6 +90,22 @@ def _recorded_args(argv: list[str]) -> list[str]:
         elif a != "--overwrite" and not a.startswith(("--out=", "--log-every=")):
             out.append(a)
     return out
+
+
+def init_record(init: str, model: str):
+    """What ``--init`` started from, for ``training.origin["init"]``: ``"random"``, or the
+    predecessor file (name, SHA-256, steps and the command recorded in it), so that a file made
+    in stages can be traced back to its from-scratch first stage."""
+    if init == "random":
+        return "random"
+    path = WEIGHTS / f"{model}.pt" if init == "builtin" else Path(init)
+    prior = load_checkpoint(path)
+    if prior.model_config.name != model:
+        raise SystemExit(f"error: --init {init} is a {prior.model_config.name} model file, not {model}")
+    origin = prior.training.origin or {}
+    return {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "steps": prior.training.iterations, "command": str(origin.get("command", "unknown")),
+            "init": origin.get("init", "random" if prior.training.started_from is None else "unknown")}
 
 
 def training_pool(seed: int, n_movies: int, n_frames: int, side: int):
@@ -168,11 +195,12 @@ def main(argv: list[str] | None = None) -> int:
         "torch_threads": args.threads,
         "cores": cores,
         "torch": str(torch.__version__),
+        "init": init_record(args.init, args.model),
     }
     config = TrainConfig(iterations=args.iterations, max_time=None, seed=args.seed, calibrate=False, unroll=args.unroll,
-                         checkpoint_every=300.0)
+                         checkpoint_every=300.0, amp=args.precision)
     plan = plan_run(image, labels, model_config=default_model_config(args.model), train_config=config,
-                    movie_lengths=lengths, origin=origin, roc_threshold=False)
+                    init=args.init, movie_lengths=lengths, origin=origin, roc_threshold=False)
     del image, labels
     tmp = out.with_name(f".{out.name}.training")
     t1 = time.perf_counter()

@@ -72,6 +72,21 @@ def test_train_unroll_reaches_the_model_file(files):
     assert load_checkpoint(d / "u.pt").training.unroll == UNROLL == 2
 
 
+def test_train_precision_reaches_the_steps_and_the_model_file(files, caplog):
+    d = files
+    argv = ["train", "--image", str(d / "img.tif"), "--labels", str(d / "lab.tif"), "--frames", "0-2",
+            "--model", "ulstm", "--iterations", "2", "--width", "4", "--crop", "32", "--device", "cpu",
+            "--init", "random", "--no-calibrate"]
+    from napari_cellseq.core.checkpoint import load_checkpoint
+
+    with caplog.at_level("INFO", logger="napari_cellseq.cli"):
+        assert main([*argv, "--out", str(d / "bf.pt"), "--precision", "bf16"]) == 0
+    assert "training on cpu in bfloat16" in caplog.text
+    assert main([*argv, "--out", str(d / "fp.pt"), "--precision", "off"]) == 0
+    assert load_checkpoint(d / "bf.pt").training.precision == "bfloat16"
+    assert load_checkpoint(d / "fp.pt").training.precision is None  # float32
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

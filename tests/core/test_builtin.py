@@ -53,7 +53,14 @@ def test_every_builtin_is_an_ordinary_model_file_read_without_code(name):
     b = bi.get_builtin(name)
     assert ckpt.model_config == replace(default_model_config(b.network), num_classes=3)  # the default network
     assert ckpt.data_config.target == b.target == "3class"
-    assert ckpt.training.started_from is None  # learnt from scratch (scripts/train_builtin.py)
+    # learnt from scratch (scripts/train_builtin.py), or a second stage of such a file: the
+    # predecessor is recorded, and it started from random weights
+    init = ckpt.training.origin["init"] if "init" in ckpt.training.origin else "random"
+    if ckpt.training.started_from is None:
+        assert init == "random"
+    else:
+        assert ckpt.training.started_from == name and init["init"] == "random"
+        assert init["command"].startswith("scripts/train_builtin.py") and len(init["sha256"]) == 64
 
 
 @pytest.mark.parametrize("name", NAMES)

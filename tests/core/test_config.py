@@ -62,6 +62,7 @@ def test_unknown_choice_names_the_allowed_values(make, field, allowed):
 @pytest.mark.parametrize(
     "make, message",
     [
+        (lambda: TrainConfig(amp="fp8"), "TrainConfig.amp must be True, False or one of auto, bf16, fp16, off"),
         (lambda: TrainConfig(seed=-1), "TrainConfig.seed must be a whole number from 0"),
         (lambda: TrainConfig(seed=1 << 64), "TrainConfig.seed"),
         (lambda: TrainConfig(seed=1.5), "TrainConfig.seed"),

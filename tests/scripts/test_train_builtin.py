@@ -48,6 +48,20 @@ def test_a_tiny_run_writes_an_ordinary_seeded_model_file(script, tmp_path, capsy
     assert not list(tmp_path.glob(".*training"))  # the file being trained is gone
 
 
+def test_a_second_stage_continues_a_file_and_records_it(script, tmp_path, capsys):
+    first, second = tmp_path / "a.pt", tmp_path / "b.pt"
+    assert script.main(["--model", "unet", *TINY, "--out", str(first)]) == 0
+    assert load_checkpoint(first).training.origin["init"] == "random"  # from scratch by default
+    assert script.main(["--model", "unet", *TINY, "--init", str(first), "--out", str(second)]) == 0
+    a, b = load_checkpoint(first), load_checkpoint(second)
+    init = b.training.origin["init"]
+    assert init["file"] == "a.pt" and init["steps"] == 2 and init["init"] == "random"
+    assert init["command"] == a.training.origin["command"] and len(init["sha256"]) == 64
+    assert any(not torch.equal(v, b.state_dict[k]) for k, v in a.state_dict.items())  # trained on
+    with pytest.raises(SystemExit, match="ulstm"):  # a file of another network
+        script.main(["--model", "ulstm", *TINY, "--init", str(first), "--out", str(tmp_path / "c.pt")])
+
+
 def test_an_existing_file_is_not_replaced_silently(script, tmp_path, capsys):
     out = tmp_path / "m.pt"
     out.write_bytes(b"keep")

@@ -39,11 +39,13 @@ class Started(Event):
     total : planned iterations or frames (``None`` when only a time budget bounds the work).
     max_time : time budget in seconds (``None`` when unbounded).
     device : the torch device the work runs on, e.g. ``"cpu"``.
+    precision : the mixed-precision dtype of the work, e.g. ``"bfloat16"`` (``None``: float32).
     """
 
     total: int | None
     max_time: float | None
     device: str
+    precision: str | None = None
 
 
 @dataclass(frozen=True)

@@ -478,7 +478,8 @@ class TrainWidget(Container):
     def _on_event(self, event) -> None:
         """Turn one training event into progress, plot points, preview and state."""
         if isinstance(event, Started):
-            self.status.value = f"training on {event.device}…"
+            precision = f" in {event.precision}" if event.precision else ""
+            self.status.value = f"training on {event.device}{precision}…"
         elif isinstance(event, Step):
             self.plot.add_loss(event.iteration, event.loss)  # (repaints are coalesced by Qt)
             now = time.perf_counter()

@@ -16,7 +16,8 @@ OLD_CALIBRATION = {"iterations": 5, "seconds": 0.9, "frames": [0, 3, 5], "value_
                                    "argmax_seg": 0.45, "argmax_ap50": 0.3}}
 
 
-@pytest.mark.parametrize("layout", [OLD_ROC, OLD_CALIBRATION, {}, {"iterations": 7}])
+@pytest.mark.parametrize("layout", [OLD_ROC, OLD_CALIBRATION, {}, {"iterations": 7},
+                                    {**OLD_ROC, "precision": "bfloat16"}])
 def test_earlier_layouts_read_and_write_back_unchanged(layout):
     record = TrainingRecord.from_dict(layout)
     assert record.to_dict() == {"iterations": 0, "seconds": 0.0, "frames": [], **layout}
@@ -54,6 +55,7 @@ def test_validation_scores_are_stored():
     ("frames", 3, "training.frames"),
     ("value_range", [1.0], "training.value_range"),
     ("loss", 3, "training.loss"),
+    ("precision", 16, "training.precision"),
     ("threshold", "0.5", "training.threshold"),
     ("roc_auc", [1], "training.roc_auc"),
     ("calibration", "yes", "training.calibration"),

@@ -104,7 +104,7 @@ class Stepper:
     def __init__(self, model, optimizer, device: torch.device, amp: bool, loss_fn: LossFunction,
                  channels_last: bool = False, compile: bool = False):
         self.model, self.optimizer, self.device = model, optimizer, device
-        self.amp_dtype = autocast_dtype(device, amp)
+        self.amp_dtype = autocast_dtype(device, amp, training=True)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         self.channels_last = channels_last
         self.forward = torch.compile(model) if compile else model
@@ -208,6 +208,7 @@ def run(plan: TrainPlan, out_path: str | os.PathLike,
         batch_size=plan.batch_size,
         unroll=config.unroll if plan.temporal else None,
         device=str(device),
+        precision=None if stepper.amp_dtype is None else str(stepper.amp_dtype).removeprefix("torch."),
         loss=plan.loss,
         focal_gamma=config.focal_gamma if plan.loss == "normalized_focal" else None,
         edge_weight=config.edge_weight if plan.loss == "edge_weighted" else None,
@@ -241,7 +242,7 @@ def run(plan: TrainPlan, out_path: str | os.PathLike,
         record = replace(record, validation=ValidationRecord(iteration, plan.validation_frames, scores))
         return ValidationScores(iteration=iteration, scores=scores, frames=plan.validation_frames)
 
-    yield Started(total=config.iterations, max_time=config.max_time, device=str(device))
+    yield Started(total=config.iterations, max_time=config.max_time, device=str(device), precision=record.precision)
     t0 = time.perf_counter()
     last_save = t0
     iteration = 0

@@ -92,6 +92,8 @@ class TrainingRecord(Mapping):
     frames : annotated frames trained on; validation_frames : held-out frames.
     value_range : grey values at the normalisation percentiles of the training movie.
     seed, optimizer, lr, batch_size, device, loss : the run's settings (loss: the resolved name).
+    precision : the autocast dtype of the training steps (``"bfloat16"``, ``"float16"``;
+        ``None``: float32, or a file written before it was recorded).
     unroll : temporal models: the truncated-BPTT chunk the run used (``TrainConfig.unroll``).
     focal_gamma : only with loss ``normalized_focal``; edge_weight : only with ``edge_weighted``.
     threshold : how the post-processing threshold was chosen (``None``: not chosen).
@@ -116,6 +118,7 @@ class TrainingRecord(Mapping):
     batch_size: int | None = None
     unroll: int | None = None
     device: str | None = None
+    precision: str | None = None
     loss: str | None = None
     focal_gamma: float | None = None
     edge_weight: float | None = None
@@ -133,8 +136,8 @@ class TrainingRecord(Mapping):
                                "frames": list(self.frames)}
         if self.value_range is not None:
             out["value_range"] = list(self.value_range)
-        for name in ("seed", "optimizer", "lr", "batch_size", "unroll", "device", "loss", "focal_gamma", "edge_weight",
-                     "started_from"):
+        for name in ("seed", "optimizer", "lr", "batch_size", "unroll", "device", "precision", "loss",
+                     "focal_gamma", "edge_weight", "started_from"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         choice = self.threshold
@@ -246,6 +249,7 @@ class TrainingRecord(Mapping):
             batch_size=check.integer("training.batch_size", get("batch_size"), optional=True),
             unroll=check.integer("training.unroll", get("unroll"), optional=True),
             device=check.text("training.device", get("device")),
+            precision=check.text("training.precision", get("precision")),
             loss=check.text("training.loss", get("loss")),
             focal_gamma=check.number("training.focal_gamma", get("focal_gamma"), optional=True),
             edge_weight=check.number("training.edge_weight", get("edge_weight"), optional=True),
@@ -269,8 +273,8 @@ def _plain(value: Any) -> Any:
 
 
 _KEYS = frozenset({"iterations", "seconds", "frames", "value_range", "seed", "optimizer", "lr",
-                   "batch_size", "unroll", "device", "loss", "focal_gamma", "edge_weight", "validation_frames",
-                   "roc_auc", "threshold", "calibration", "validation", "origin",
+                   "batch_size", "unroll", "device", "precision", "loss", "focal_gamma", "edge_weight",
+                   "validation_frames", "roc_auc", "threshold", "calibration", "validation", "origin",
                    "started_from"})
 _CALIBRATION_KEYS = frozenset({"frames", "threshold", "seg", "ap50", "argmax_seg", "argmax_ap50", "held_out",
                                "cells", "area_ratio", "note"})
