@@ -126,22 +126,31 @@ def _modules_now() -> set[int]:
 
 def test_thread_training_drops_every_reference_to_the_model(qtbot, gui_movie, tmp_path, monkeypatch):
     """Thread mode: once training ends, nothing holds the network (its GPU memory can go)."""
+    from napari_cellseq.core.training import loop
     from napari_cellseq.gui._jobs import train_job
 
     released: list[bool] = []
     monkeypatch.setattr(_backend, "release_memory", lambda: (released.append(True), gc.collect()))
+    # The network is seen through a weak reference taken where it is built: walking
+    # gc.get_objects() from the main thread while the worker builds a tuple makes CPython's
+    # tuple resize fail in the worker (SystemError in numpy.meshgrid, seen in CI).
+    built: list[weakref.ref] = []
+    real_build = loop.build_model
+
+    def build_model(config):
+        model = real_build(config)
+        built.append(weakref.ref(model))
+        return model
+
+    monkeypatch.setattr(loop, "build_model", build_model)
     before = _modules_now()
     run = RunController("training")
-    built = []
-    run.event.connect(lambda e: built.extend(_new_modules(before)[:1]) if not built else None)
     run.start(train_job, _tiny_train_kwargs(gui_movie, tmp_path / "m.pt"), place="thread")
     qtbot.waitUntil(lambda: not run.state.busy, timeout=120_000)
     assert run.state is RunState.DONE, run.error
     assert built  # a network existed while training ran...
-    refs = [weakref.ref(m) for m in built]
-    built.clear()
     gc.collect()
-    assert all(ref() is None for ref in refs) and not _new_modules(before)  # ...and is gone now
+    assert all(ref() is None for ref in built) and not _new_modules(before)  # ...and is gone now
     assert released == [True]
 
 
