@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from napari_cellseq.core.checkpoint import load_checkpoint
-from napari_cellseq.core.config import CROP_BATCH, SEQUENCE_BATCH
+from napari_cellseq.core.config import CROP_BATCH, PRECISIONS, SEQUENCE_BATCH
 from napari_cellseq.core.data.normalize import normalize, percentile_range
 from napari_cellseq.core.device import autocast_dtype, resolve_device
 from napari_cellseq.core.inference import Predictor, default_tile
@@ -275,7 +275,7 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="NHWC memory format (default: on for CPU and CUDA, as training and the Predictor)")
-    p.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "off"),
+    p.add_argument("--amp", default="auto", choices=PRECISIONS,
                    help="auto, as training and segment choose it: bf16 on CUDA (fp16 where bf16 is missing); "
                         "on CPUs bf16 for training where the CPU has AMX, float32 for inference")
     p.add_argument("--compile", action="store_true", help="torch.compile the network")

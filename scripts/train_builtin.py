@@ -172,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     if out.exists() and not args.overwrite:
         print(f"error: {out} exists: pass --overwrite to replace it, or --out another file", file=sys.stderr)
         return 2
+    init = init_record(args.init, args.model)  # a wrong --init fails before the pool is made
     cores = os.cpu_count()
     print(f"{args.model}: {args.iterations} steps, seed {args.seed}, {n_movies} movies x {n_frames} frames "
           f"of {args.side}x{args.side}; {args.threads} torch threads on a {cores}-core machine", flush=True)
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch_threads": args.threads,
         "cores": cores,
         "torch": str(torch.__version__),
-        "init": init_record(args.init, args.model),
+        "init": init,
     }
     config = TrainConfig(iterations=args.iterations, max_time=None, seed=args.seed, calibrate=False, unroll=args.unroll,
                          checkpoint_every=300.0, amp=args.precision)
