@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from .config import PRECISIONS
 from .errors import CellseqError
 
 __all__ = ["available_devices", "resolve_device", "cpu_has_bf16_matrix_units", "autocast_dtype", "autocast",
@@ -72,7 +73,7 @@ def autocast_dtype(device: torch.device, amp: bool | str = True, training: bool 
     if amp == "fp16":
         return torch.float16
     if amp not in (True, "auto"):
-        raise CellseqError(f"unknown mixed-precision mode {amp!r}: use auto, bf16, fp16 or off")
+        raise CellseqError(f"unknown mixed-precision mode {amp!r}: use {', '.join(PRECISIONS[:-1])} or {PRECISIONS[-1]}")
     if device.type == "cpu":
         return torch.bfloat16 if training and cpu_has_bf16_matrix_units() else None
     if device.type != "cuda":
